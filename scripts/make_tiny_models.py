@@ -1,0 +1,115 @@
+"""Write tiny random checkpoints, built from the host's own model classes, into a models folder.
+
+Random weights exercise mechanics only (shapes, hooks, detection), never quality.
+Files take the stock workflow file names, so the example workflows load them unchanged:
+
+    diffusion_models/wan2.1_i2v_480p_14B_fp16.safetensors       Wan2.1 I2V (img_emb, in_dim 36)
+    diffusion_models/wan2.1_t2v_1.3B_fp16.safetensors           Wan2.1 T2V (in_dim 16)
+    diffusion_models/wan2.2_i2v_high_noise_14B_fp16.safetensors Wan2.2 I2V A14B shape (no img_emb, in_dim 36)
+    diffusion_models/wan2.2_i2v_low_noise_14B_fp16.safetensors  its second expert
+    diffusion_models/hunyuan_video_image_to_video_720p_bf16.safetensors  HunyuanVideo I2V (in_channels 33)
+    vae/wan_2.1_vae.safetensors                                  Wan2.1 VAE with a tiny base width
+
+Text encoders (umT5-XXL, LLaVA-LLaMA) and CLIP vision towers have fixed configs in the host's
+loaders, so no small file can stand in for them: see README "Stand-ins".
+
+Usage: python scripts/make_tiny_models.py --comfy PATH_TO_COMFYUI --out MODELS_DIR
+"""
+import argparse
+import pathlib
+import sys
+
+SEED = 20260112
+
+WAN_I2V = "wan2.1_i2v_480p_14B_fp16.safetensors"
+WAN_T2V = "wan2.1_t2v_1.3B_fp16.safetensors"
+WAN22_HIGH = "wan2.2_i2v_high_noise_14B_fp16.safetensors"
+WAN22_LOW = "wan2.2_i2v_low_noise_14B_fp16.safetensors"
+HUNYUAN_I2V = "hunyuan_video_image_to_video_720p_bf16.safetensors"
+WAN_VAE = "wan_2.1_vae.safetensors"
+
+
+def _randomised(module, seed):
+    import torch
+    gen = torch.Generator().manual_seed(seed)
+    sd = {}
+    for name, tensor in module.state_dict().items():
+        leaf = name.rsplit(".", 1)[-1]
+        is_norm_gain = leaf in ("gamma", "scale") or ("norm" in name and leaf == "weight")
+        if is_norm_gain and tensor.ndim <= 4:
+            sd[name] = torch.ones_like(tensor)
+        else:
+            sd[name] = torch.randn(tensor.shape, generator=gen) * 0.05
+    return sd
+
+
+def wan_state_dict(model_type="i2v", in_dim=36, num_layers=6, dim=256, seed=SEED):
+    """A WanModel with dim 256 (2 heads of 128: the host derives heads as dim // 128)."""
+    import comfy.ops
+    from comfy.ldm.wan.model import WanModel
+    model = WanModel(model_type=model_type, dim=dim, ffn_dim=2 * dim, num_heads=dim // 128,
+                     num_layers=num_layers, in_dim=in_dim, out_dim=16,
+                     operations=comfy.ops.disable_weight_init)
+    return _randomised(model, seed)
+
+
+def hunyuan_i2v_state_dict(depth=2, depth_single=4, seed=SEED):
+    """A HunyuanVideo I2V model (in_channels 33) with hidden 256 = 2 heads of 128."""
+    import comfy.ops
+    from comfy.ldm.hunyuan_video.model import HunyuanVideo
+    model = HunyuanVideo(in_channels=33, out_channels=16, vec_in_dim=768, context_in_dim=4096,
+                         hidden_size=256, num_heads=2, depth=depth, depth_single_blocks=depth_single,
+                         axes_dim=[16, 56, 56], theta=256, patch_size=[1, 2, 2], qkv_bias=True,
+                         guidance_embed=True, mlp_ratio=4.0, byt5=False, meanflow=False,
+                         use_cond_type_embedding=False, vision_in_dim=None,
+                         operations=comfy.ops.disable_weight_init)
+    return _randomised(model, seed)
+
+
+def wan_vae_state_dict(dim=8, seed=SEED):
+    """The Wan2.1 VAE at base width 8 (the host reads the width from decoder.head.0.gamma)."""
+    from comfy.ldm.wan.vae import WanVAE
+    vae = WanVAE(dim=dim, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[],
+                 temperal_downsample=[False, True, True])
+    return _randomised(vae, seed)
+
+
+def write_all(out_dir: pathlib.Path) -> dict[str, pathlib.Path]:
+    """Write every tiny checkpoint (skipping files already present) and return their paths."""
+    import torch
+    from safetensors.torch import save_file
+    makers = {
+        f"diffusion_models/{WAN_I2V}": lambda: wan_state_dict("i2v", 36),
+        f"diffusion_models/{WAN_T2V}": lambda: wan_state_dict("t2v", 16, seed=SEED + 1),
+        f"diffusion_models/{WAN22_HIGH}": lambda: wan_state_dict("t2v", 36, seed=SEED + 2),
+        f"diffusion_models/{WAN22_LOW}": lambda: wan_state_dict("t2v", 36, seed=SEED + 3),
+        f"diffusion_models/{HUNYUAN_I2V}": hunyuan_i2v_state_dict,
+        f"vae/{WAN_VAE}": wan_vae_state_dict,
+    }
+    written = {}
+    for rel, make in makers.items():
+        path = out_dir / rel
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".partial")
+            save_file({k: v.to(torch.float16).contiguous() for k, v in make().items()}, str(tmp))
+            tmp.rename(path)
+        written[rel] = path
+    return written
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--comfy", type=pathlib.Path, required=True, help="ComfyUI folder (the host)")
+    parser.add_argument("--out", type=pathlib.Path, required=True, help="models folder to write into")
+    args = parser.parse_args()
+    sys.path.insert(0, str(args.comfy.resolve()))
+    import torch
+    from comfy.cli_args import args as host_args
+    host_args.cpu = not torch.cuda.is_available()  # the host would otherwise probe CUDA at import
+    for rel, path in write_all(args.out.resolve()).items():
+        print(f"{rel}: {path.stat().st_size / 1e6:.1f} MB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,48 @@
+"""In-process helpers: load a tiny checkpoint with the host's loader and sample it with comfy.sample."""
+import torch
+
+import comfy.clip_vision
+import comfy.sample
+import comfy.sd
+
+import make_tiny_models as tiny
+
+FILES = {
+    "wan_i2v": tiny.WAN_I2V,
+    "wan_t2v": tiny.WAN_T2V,
+    "wan22_i2v": tiny.WAN22_HIGH,
+    "hunyuan_i2v": tiny.HUNYUAN_I2V,
+}
+TEXT_TOKENS = 7  # real prompt tokens in the random conditioning; the rest is zero padding
+
+
+def load(models_dir, family):
+    return comfy.sd.load_diffusion_model(str(models_dir / "diffusion_models" / FILES[family]))
+
+
+def conditioning(family, seed, text_tokens=TEXT_TOKENS):
+    """Random conditioning shaped like the real encoders' output for ``family``."""
+    gen = torch.Generator().manual_seed(seed)
+    if family.startswith("wan"):
+        context = torch.zeros(1, 512, 4096)
+        context[:, :text_tokens] = torch.randn(1, text_tokens, 4096, generator=gen)
+        extra = {}
+        if family == "wan_i2v":
+            vision = comfy.clip_vision.Output()
+            vision.penultimate_hidden_states = torch.randn(1, 257, 1280, generator=gen)
+            extra["clip_vision_output"] = vision
+        return [[context, extra]]
+    context = torch.randn(1, text_tokens + 8, 4096, generator=gen)
+    return [[context, {"pooled_output": torch.randn(1, 768, generator=gen), "guidance": 6.0}]]
+
+
+def latent(frames=5, height=64, width=96, batch=1):
+    """Empty video latent: 16 channels, (frames-1)/4+1 latent frames, /8 spatially."""
+    return torch.zeros(batch, 16, (frames - 1) // 4 + 1, height // 8, width // 8)
+
+
+def sample(model, family, steps=3, cfg=5.0, sampler="euler", seed=0, latent_image=None, **kw):
+    latent_image = latent() if latent_image is None else latent_image
+    noise = comfy.sample.prepare_noise(latent_image, seed)
+    return comfy.sample.sample(model, noise, steps, cfg, sampler, "simple", conditioning(family, 1),
+                               conditioning(family, 2), latent_image, seed=seed, disable_pbar=True, **kw)
