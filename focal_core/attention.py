@@ -76,11 +76,13 @@ def _source_chunk(edit, start, stop):
     return src[..., start:stop, :].to(torch.float32)
 
 
-def text_cross_attention(q, k, v, edit: TextEdit, key_mask=None, chunk_size: int = 1024):
+def text_cross_attention(q, k, v, edit: TextEdit, key_mask=None, chunk_size: int = 1024,
+                         need_output: bool = True):
     """``softmax(q·kᵀ/√d + bias)·v`` with the cache blend, for a text-only cross attention.
 
     q: [b, h, n, d]; k, v: [b, h, l, d]; key_mask: additive [l] (or broadcastable), or None.
-    Returns ``(out [b, h, n, d] in q's dtype, recorded [b, n, c] / [b, h, n, c] or None)``.
+    Returns ``(out [b, h, n, d] in q's dtype or None, recorded [b, n, c] / [b, h, n, c] or None)``.
+    ``need_output=False`` only records, for callers that keep the host kernel's exact output.
     """
     scale = 1.0 / math.sqrt(q.shape[-1])
     kf, vf = k.float(), v.float()
@@ -93,10 +95,11 @@ def text_cross_attention(q, k, v, edit: TextEdit, key_mask=None, chunk_size: int
         p = torch.softmax(_apply_bias(logits, edit, start, stop), dim=-1)
         if edit.source is not None and edit.alpha > 0:
             p = blend_probabilities(p, _source_chunk(edit, start, stop), edit.alpha, edit.source_columns)
-        outs.append(torch.matmul(p, vf).to(q.dtype))
+        if need_output:
+            outs.append(torch.matmul(p, vf).to(q.dtype))
         recs.append(_record(p, edit))
     recorded = None if recs[0] is None else torch.cat(recs, dim=-2)
-    return torch.cat(outs, dim=-2), recorded
+    return (torch.cat(outs, dim=-2) if need_output else None), recorded
 
 
 def joint_attention_text_edit(q, k, v, n_video: int, edit: TextEdit, key_mask=None,

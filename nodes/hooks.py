@@ -96,29 +96,32 @@ def install(model, layout, blocks, handler: Handler, wants_block_outputs: bool =
                         handler.node_name, qh.shape[-2], ctx.grid, block)
             return fallback(func, *args, **kwargs)
 
+        changing = {c for c, (_, edit) in edits.items() if edit.changes_output}
         out = None
-        untouched = [r for r in range(q.shape[0]) if r // per_chunk not in edits]
-        if untouched:
+        host_rows = [r for r in range(q.shape[0]) if r // per_chunk not in changing]
+        if host_rows:  # unedited and record-only chunks keep the host kernel's exact output
             host_kwargs = dict(kwargs)
             if kwargs.get("mask") is not None:
-                host_kwargs["mask"] = _sub_batch(kwargs["mask"], untouched)
-            host_args = (q[untouched], k[untouched], v[untouched]) + tuple(args[3:])
+                host_kwargs["mask"] = _sub_batch(kwargs["mask"], host_rows)
+            host_args = (q[host_rows], k[host_rows], v[host_rows]) + tuple(args[3:])
             host_out = fallback(func, *host_args, **host_kwargs)
             out = host_out.new_empty((q.shape[0],) + tuple(host_out.shape[1:]))
-            out[untouched] = host_out
+            out[host_rows] = host_out
         mask = kwargs.get("mask")
         for chunk, (branch, edit) in edits.items():
             rows = list(range(chunk * per_chunk, (chunk + 1) * per_chunk))
             chunk_mask = None if mask is None else _sub_batch(mask, rows).float()
             if layout.attention == "cross":
-                res, recorded = text_cross_attention(qh[rows], kh[rows], vh[rows], edit, key_mask=chunk_mask)
+                res, recorded = text_cross_attention(qh[rows], kh[rows], vh[rows], edit, key_mask=chunk_mask,
+                                                     need_output=chunk in changing)
             else:
                 res, recorded = joint_attention_text_edit(qh[rows], kh[rows], vh[rows], n_video, edit,
                                                           key_mask=_expand_mask(chunk_mask))
-            res = layout.from_heads(res)
-            if out is None:
-                out = res.new_empty((q.shape[0],) + tuple(res.shape[1:]))
-            out[rows] = res
+            if chunk in changing:
+                res = layout.from_heads(res)
+                if out is None:
+                    out = res.new_empty((q.shape[0],) + tuple(res.shape[1:]))
+                out[rows] = res
             if recorded is not None:
                 handler.after(state, TextCall(block, branch, sigma, step), recorded)
         return out

@@ -1,0 +1,152 @@
+"""focal_core.attention against naive references on small tensors (pure PyTorch, no sampling)."""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from comfy.ldm.modules.attention import attention_pytorch
+from focal_guidance.focal_core.attention import (
+    TextEdit, blend_probabilities, joint_attention_text_edit, text_cross_attention)
+
+B, H, N, L, D = 1, 2, 37, 11, 16
+
+
+@pytest.fixture
+def qkv():
+    gen = torch.Generator().manual_seed(0)
+    q = torch.randn(B, H, N, D, generator=gen)
+    k = torch.randn(B, H, L, D, generator=gen)
+    v = torch.randn(B, H, L, D, generator=gen)
+    return q, k, v
+
+
+def naive_text_attention(q, k, v, bias=None, columns=None, source=None, alpha=0.0, source_columns=None):
+    """Row-by-row reference: full logits, bias, softmax, blend, renormalise, P·V."""
+    logits = (q @ k.transpose(-1, -2)) / math.sqrt(q.shape[-1])
+    if bias is not None:
+        for j, c in enumerate(columns.tolist()):
+            logits[..., c] = logits[..., c] + bias[:, j]
+    p = torch.softmax(logits, -1)
+    if source is not None:
+        cols = list(range(p.shape[-1])) if source_columns is None else source_columns.tolist()
+        rest = [c for c in range(p.shape[-1]) if c not in cols]
+        new = p.clone()
+        new[..., cols] = (1 - alpha) * p[..., cols] + alpha * source
+        if rest:
+            keep = 1 - new[..., cols].sum(-1, keepdim=True)
+            new[..., rest] = p[..., rest] / p[..., rest].sum(-1, keepdim=True) * keep
+        p = new
+    return p @ v, p
+
+
+def random_source(n, cols, seed=1):
+    return torch.softmax(torch.randn(n, cols, generator=torch.Generator().manual_seed(seed)) * 3, -1)
+
+
+def test_unedited_equals_host_kernel(qkv):
+    q, k, v = qkv
+    out, rec = text_cross_attention(q, k, v, TextEdit())
+    host = attention_pytorch(q, k, v, H, skip_reshape=True, skip_output_reshape=True)
+    torch.testing.assert_close(out, host, atol=1e-5, rtol=1e-5)
+    assert rec is None
+
+
+def test_bias_and_full_blend_match_naive(qkv):
+    q, k, v = qkv
+    columns = torch.tensor([2, 5])
+    bias = torch.randn(N, 2)
+    source = random_source(N, L)
+    edit = TextEdit(bias=bias, bias_columns=columns, source=source, alpha=0.4,
+                    record_columns=slice(None))
+    out, rec = text_cross_attention(q, k, v, edit)
+    ref_out, ref_p = naive_text_attention(q, k, v, bias, columns, source, 0.4)
+    torch.testing.assert_close(out, ref_out, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(rec, ref_p.mean(1), atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(rec.sum(-1), torch.ones(B, N))
+
+
+def test_keyword_column_blend_matches_naive_and_keeps_rows_normalised(qkv):
+    q, k, v = qkv
+    cols = torch.tensor([1, 7, 8])
+    source = random_source(N, 3) * 0.8
+    edit = TextEdit(source=source, source_columns=cols, alpha=0.7, record_columns=slice(None),
+                    record_per_head=True)
+    out, rec = text_cross_attention(q, k, v, edit)
+    ref_out, ref_p = naive_text_attention(q, k, v, source=source, alpha=0.7, source_columns=cols)
+    torch.testing.assert_close(out, ref_out, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(rec, ref_p, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(rec.sum(-1), torch.ones(B, H, N))
+
+
+@pytest.mark.parametrize("chunk", [1, 5, 16, 36])
+def test_chunked_equals_unchunked(qkv, chunk):
+    q, k, v = qkv
+    edit = TextEdit(bias=torch.randn(N, 1), bias_columns=torch.tensor([3]), source=random_source(N, L),
+                    alpha=0.3, record_columns=torch.tensor([3, 4]))
+    whole, rec_whole = text_cross_attention(q, k, v, edit, chunk_size=10_000)
+    parts, rec_parts = text_cross_attention(q, k, v, edit, chunk_size=chunk)
+    torch.testing.assert_close(parts, whole, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(rec_parts, rec_whole, atol=1e-7, rtol=1e-6)
+
+
+def test_blend_probabilities_preserves_joint_row_mass():
+    p = torch.softmax(torch.randn(4, 9), -1) * 0.3  # joint attention: text mass 0.3 per row
+    out = blend_probabilities(p, torch.full((4, 2), 0.1), 0.5, torch.tensor([0, 4]))
+    torch.testing.assert_close(out.sum(-1), p.sum(-1))
+    torch.testing.assert_close(out[:, [0, 4]], 0.5 * p[:, [0, 4]] + 0.05)
+
+
+def naive_joint(q, k, v, n_video, bias=None, columns=None, source=None, alpha=0.0, mask=None):
+    """Materialise the whole joint map (fine at this size), edit the video×text block, renormalise."""
+    logits = (q @ k.transpose(-1, -2)) / math.sqrt(q.shape[-1])
+    if mask is not None:
+        logits = logits + mask
+    p = torch.softmax(logits, -1)
+    vid_logits = logits[..., :n_video, :].clone()
+    if bias is not None:
+        for j, c in enumerate(columns.tolist()):
+            vid_logits[..., n_video + c] += bias[:, j]
+    pv = torch.softmax(vid_logits, -1)
+    if source is not None:
+        text = (1 - alpha) * pv[..., n_video:] + alpha * source
+        video = pv[..., :n_video] * ((1 - text.sum(-1, keepdim=True)) / pv[..., :n_video].sum(-1, keepdim=True))
+        pv = torch.cat([video, text], -1)
+    p = torch.cat([pv, p[..., n_video:, :]], -2)
+    return p @ v, p[..., :n_video, n_video:]
+
+
+@pytest.mark.parametrize("with_mask", [False, True])
+def test_joint_edit_matches_materialised_reference(with_mask):
+    gen = torch.Generator().manual_seed(3)
+    n_video, n_text = 30, 9
+    q, k, v = (torch.randn(1, H, n_video + n_text, D, generator=gen) for _ in range(3))
+    mask = None
+    if with_mask:
+        mask = torch.zeros(1, 1, 1, n_video + n_text)
+        mask[..., -2:] = -1e9  # two padded text tokens
+    columns, bias = torch.tensor([1, 4]), torch.randn(n_video, 2)
+    source = random_source(n_video, n_text) * 0.2
+    edit = TextEdit(bias=bias, bias_columns=columns, source=source, alpha=0.5, record_columns=slice(None))
+    out, rec = joint_attention_text_edit(q, k, v, n_video, edit, key_mask=mask, chunk_size=7)
+    ref_out, ref_text_p = naive_joint(q, k, v, n_video, bias, columns, source, 0.5, mask)
+    torch.testing.assert_close(out, ref_out, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(rec, ref_text_p.mean(1), atol=1e-5, rtol=1e-4)
+
+
+def test_joint_without_edit_equals_sdpa():
+    gen = torch.Generator().manual_seed(4)
+    q, k, v = (torch.randn(1, H, 25, D, generator=gen) for _ in range(3))
+    out, _ = joint_attention_text_edit(q, k, v, 20, TextEdit())
+    torch.testing.assert_close(out, F.scaled_dot_product_attention(q, k, v), atol=1e-5, rtol=1e-5)
+
+
+def test_blend_moves_map_toward_source_monotonically(qkv):
+    q, k, v = qkv
+    source = random_source(N, L, seed=9)
+    correlations = []
+    for alpha in (0.0, 0.25, 0.5, 0.75, 1.0):
+        _, rec = text_cross_attention(q, k, v, TextEdit(source=source, alpha=alpha, record_columns=slice(None)))
+        correlations.append(torch.corrcoef(torch.stack([rec[0].flatten(), source.flatten()]))[0, 1].item())
+    assert all(b > a for a, b in zip(correlations, correlations[1:])), correlations
+    assert correlations[-1] == pytest.approx(1.0, abs=1e-5)

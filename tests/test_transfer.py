@@ -1,0 +1,306 @@
+"""Focal Attention Transfer inside the real host, on tiny real-architecture checkpoints.
+
+Random weights: these tests check mechanics (which blocks, which branch, which steps, exactness),
+never output quality.
+"""
+import pytest
+import torch
+
+import comfy.model_management
+import comfy.samplers
+from comfy_extras.nodes_slg import SkipLayerGuidanceDiT
+
+import _host
+from focal_guidance.focal_core.anchors import RegionAnchor
+from focal_guidance.focal_core.transfer import AttentionTransfer, TransferSettings
+from focal_guidance.nodes.hooks import install
+from focal_guidance.nodes.transfer import FocalAttentionTransfer
+
+FAMILIES = ["wan_i2v", "wan_t2v", "wan22_i2v", "hunyuan_i2v"]
+EXPECTED = {
+    "wan_i2v": ("WAN21_I2V", 6), "wan_t2v": ("WAN21_T2V", 6),
+    "wan22_i2v": ("WAN21_T2V", 6), "hunyuan_i2v": ("HunyuanVideoI2V", 6),
+}
+
+
+def transfer(model, weak="2-3", sources="1, 4", alpha=0.5, beta=0.0, gamma=0.0, start=0.0, end=1.0,
+             branch="positive", heads="head mean", columns="all text tokens", anchor=None):
+    return FocalAttentionTransfer.execute(model, weak, sources, alpha, beta, gamma, start, end, branch,
+                                          heads, columns, anchor).args[0]
+
+
+@pytest.fixture(scope="module", params=FAMILIES)
+def family_model(request, tiny_models):
+    return request.param, _host.load(tiny_models, request.param)
+
+
+def block_outputs(model, family, **sample_kw):
+    """Sample once and record every block's output tensor at every call, via a chained replace."""
+    recorder = model.clone()
+    seen = {}
+    layout_keys = {"hunyuan_i2v": [("double_block", i) for i in range(2)] + [("single_block", i) for i in range(4)]}
+    keys = layout_keys.get(family, [("double_block", i) for i in range(6)])
+
+    def make(flat):
+        def record(args, extra):
+            out = extra["original_block"](args)
+            seen.setdefault(flat, []).append(out["img"].clone())
+            return out
+        return record
+
+    for flat, key in enumerate(keys):
+        recorder.set_model_patch_replace(make(flat), "dit", *key)
+    return recorder, seen
+
+
+def test_tiny_checkpoints_are_detected_and_sample(family_model):
+    family, model = family_model
+    config_name, blocks = EXPECTED[family]
+    assert type(model.model.model_config).__name__ == config_name
+    out = _host.sample(model, family, steps=2)
+    assert out.shape == _host.latent().shape and torch.isfinite(out).all()
+
+
+def test_strength_zero_is_bit_identical_and_hooks_ran(family_model):
+    family, model = family_model
+    patched = transfer(model, alpha=0.0)
+    assert "optimized_attention_override" in patched.model_options["transformer_options"]
+    assert torch.equal(_host.sample(model, family), _host.sample(patched, family))
+
+
+def test_input_model_is_not_mutated_and_removing_fg_restores_output(family_model):
+    family, model = family_model
+    before = _host.sample(model, family)
+    options_before = repr(sorted(model.model_options.get("transformer_options", {}).keys()))
+    patched = transfer(model)
+    assert not torch.equal(_host.sample(patched, family), before)
+    assert repr(sorted(model.model_options.get("transformer_options", {}).keys())) == options_before
+    assert torch.equal(_host.sample(model, family), before)
+
+
+def test_only_selected_blocks_change(family_model):
+    family, model = family_model
+    base, base_seen = block_outputs(model, family)
+    fg, fg_seen = block_outputs(model, family)
+    fg = transfer(fg, weak="3", sources="1")
+    _host.sample(base, family, steps=1)
+    _host.sample(fg, family, steps=1)
+    for block in range(3):
+        assert all(torch.equal(a, b) for a, b in zip(base_seen[block], fg_seen[block])), block
+    assert not torch.equal(base_seen[3][0], fg_seen[3][0])
+
+
+def cfg_preds(model, family, separate=False, cfg=5.0):
+    """(cond, uncond) model predictions at the first step."""
+    m = model.clone()
+    preds = []
+
+    def post_cfg(args):
+        preds.append((args["cond_denoised"].clone(), args["uncond_denoised"].clone()))
+        return args["denoised"]
+
+    m.set_model_sampler_post_cfg_function(post_cfg)
+    if separate:  # evaluate cond and uncond in separate model calls: cond_or_uncond [0] then [1]
+        def separately(args):
+            preds = []
+            for i, cond in enumerate(args["conds"]):  # a list position is the cond_or_uncond label
+                only = [cond if j == i else None for j in range(len(args["conds"]))]
+                preds.append(comfy.samplers.calc_cond_batch(args["model"], only, args["input"], args["sigma"],
+                                                            args["model_options"])[i])
+            return preds
+        m.set_model_sampler_calc_cond_batch_function(separately)
+    _host.sample(m, family, steps=1, cfg=cfg)
+    return preds[0]
+
+
+@pytest.mark.parametrize("separate", [False, True], ids=["batched", "separate"])
+def test_negative_branch_untouched_in_positive_mode(family_model, separate):
+    family, model = family_model
+    base_cond, base_uncond = cfg_preds(model, family, separate)
+    fg_cond, fg_uncond = cfg_preds(transfer(model, weak="2", sources="1"), family, separate)
+    assert torch.equal(base_uncond, fg_uncond)
+    assert not torch.equal(base_cond, fg_cond)
+    both_cond, both_uncond = cfg_preds(transfer(model, weak="2", sources="1", branch="both"), family, separate)
+    assert not torch.equal(base_uncond, both_uncond)
+    torch.testing.assert_close(both_cond, fg_cond)
+
+
+def test_cfg_one_runs_positive_only(family_model):
+    family, model = family_model
+    base = _host.sample(model, family, cfg=1.0)
+    out = _host.sample(transfer(model, weak="2", sources="1"), family, cfg=1.0)
+    assert torch.isfinite(out).all() and not torch.equal(base, out)
+
+
+class SpyTransfer(AttentionTransfer):
+    """Records the sigma of every call it edits, and the weak block's final map."""
+
+    def __init__(self, settings):
+        super().__init__(settings)
+        self.edited_sigmas, self.weak_maps, self.source_maps = [], [], []
+
+    def edit_for(self, state, call):
+        edit = super().edit_for(state, call)
+        if edit is not None:
+            edit.record_columns = slice(None)  # also at alpha 0, to compare maps
+            if call.block in self.settings.weak_blocks:
+                self.edited_sigmas.append(call.sigma)
+        return edit
+
+    def after(self, state, call, recorded):
+        if call.block in self.settings.weak_blocks:
+            self.weak_maps.append(recorded[0])
+        else:
+            self.source_maps.append(recorded[0])
+        super().after(state, call, recorded)
+
+
+def settings_for(model, weak=(2,), sources=(1,), alpha=0.5, start=0.0, end=1.0, **kw):
+    sampling = model.get_model_object("model_sampling")
+    return TransferSettings(frozenset(weak), frozenset(sources), alpha, kw.pop("anchor", None), 0.0, 0.0,
+                            sampling.percent_to_sigma(start), sampling.percent_to_sigma(end),
+                            frozenset({0}), **kw)
+
+
+def spy_install(model, settings):
+    from focal_guidance.focal_core.adapters import adapter_for
+    handler = SpyTransfer(settings)
+    layout = adapter_for(model.get_model_object("diffusion_model")).layout
+    return install(model, layout, handler.blocks, handler), handler
+
+
+@pytest.mark.parametrize("sampler", ["euler", "heun", "dpm_2"])
+def test_step_window_is_honoured(tiny_models, sampler):
+    model = _host.load(tiny_models, "wan_i2v")
+    settings = settings_for(model, start=0.3, end=0.7)
+    patched, spy = spy_install(model, settings)
+    sigmas_seen = []
+
+    def watch(args):
+        sigmas_seen.append(float(args["sigma"][0]))
+        return args["denoised"]
+    patched.set_model_sampler_post_cfg_function(watch)
+    _host.sample(patched, "wan_i2v", steps=8, sampler=sampler)
+    inside = [s for s in sigmas_seen if settings.sigma_end <= s <= settings.sigma_start]
+    assert spy.edited_sigmas and sorted(set(spy.edited_sigmas)) == sorted(set(inside))
+    assert len(set(inside)) < len(set(sigmas_seen))
+    if sampler == "dpm_2":  # heun re-evaluates schedule points; dpm_2 evaluates at log-midpoints
+        schedule = comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), "simple", 8)
+        between = [s for s in inside if not torch.isclose(schedule, torch.tensor(s), rtol=1e-5).any()]
+        assert between, "dpm_2 evaluates between schedule points inside the window"
+
+
+def test_late_window_leaves_early_predictions_bitwise_equal(tiny_models):
+    model = _host.load(tiny_models, "wan_i2v")
+    patched = transfer(model, weak="2", sources="1", start=0.5, end=1.0)
+    preds = {}
+    for name, m in (("base", model), ("fg", patched)):
+        m = m.clone()
+        preds[name] = []
+        m.set_model_sampler_post_cfg_function(lambda a, p=preds[name]: p.append(a["denoised"].clone()) or a["denoised"])
+        _host.sample(m, "wan_i2v", steps=6)
+    assert torch.equal(preds["base"][0], preds["fg"][0])
+    assert not torch.equal(preds["base"][-1], preds["fg"][-1])
+
+
+@pytest.mark.parametrize("family", ["wan_i2v", "hunyuan_i2v"])
+def test_weak_map_moves_toward_source_with_alpha(tiny_models, family):
+    model = _host.load(tiny_models, family)
+    correlations = []
+    for alpha in (0.0, 0.3, 0.6, 0.9):
+        patched, spy = spy_install(model, settings_for(model, alpha=alpha))
+        _host.sample(patched, family, steps=1)
+        weak, source = spy.weak_maps[0], spy.source_maps[0]
+        correlations.append(torch.corrcoef(torch.stack([weak.flatten(), source.flatten()]))[0, 1].item())
+    assert all(b > a for a, b in zip(correlations, correlations[1:])), correlations
+
+
+def test_deeper_source_uses_previous_step_cache(tiny_models):
+    model = _host.load(tiny_models, "wan_t2v")
+    patched, spy = spy_install(model, settings_for(model, weak=(1,), sources=(4,)))
+    _host.sample(patched, "wan_t2v", steps=3)
+    # step 1 has no cache yet from block 4, so only steps 2 and 3 blend; all calls are recorded
+    assert len(spy.weak_maps) == 3 and len(spy.source_maps) == 3
+    rows = spy.weak_maps[0].sum(-1)
+    torch.testing.assert_close(rows, torch.ones_like(rows))
+
+
+def test_chains_with_slg_and_a_previous_override(tiny_models):
+    model = _host.load(tiny_models, "wan_i2v")
+    calls = []
+    base = model.clone()
+
+    def counting_override(func, *args, **kwargs):
+        calls.append(args[0].shape[0])  # batch rows this call carries
+        return func(*args, **kwargs)
+    base.model_options.setdefault("transformer_options", {})["optimized_attention_override"] = counting_override
+    plain = _host.sample(base, "wan_i2v", steps=2)
+    rows_plain, calls_plain = sum(calls), len(calls)
+    calls.clear()
+    fg = transfer(base, weak="2", sources="1")
+    with_fg = _host.sample(fg, "wan_i2v", steps=2)
+    # every call still reaches the earlier override; only the positive row of block 2's text
+    # attention (once per step) is computed by Focal Guidance instead
+    assert len(calls) == calls_plain and sum(calls) == rows_plain - 2
+    assert not torch.equal(plain, with_fg)
+    slg = SkipLayerGuidanceDiT.execute(fg, 3.0, 0.0, 1.0, "4", "", 0.0).args[0]
+    slg_fg = _host.sample(slg, "wan_i2v", steps=2)
+    slg_only = _host.sample(SkipLayerGuidanceDiT.execute(base, 3.0, 0.0, 1.0, "4", "", 0.0).args[0], "wan_i2v", steps=2)
+    assert torch.isfinite(slg_fg).all()
+    assert not torch.equal(slg_fg, with_fg) and not torch.equal(slg_fg, slg_only)
+
+
+def test_state_survives_clone_and_resets_per_run(tiny_models):
+    model = _host.load(tiny_models, "wan_i2v")
+    patched = transfer(model, weak="1", sources="4")
+    first = _host.sample(patched, "wan_i2v")
+    assert torch.equal(_host.sample(patched.clone(), "wan_i2v"), first)
+    assert torch.equal(_host.sample(patched, "wan_i2v"), first)
+
+
+def test_errors_name_the_node_and_the_fix(tiny_models):
+    model = _host.load(tiny_models, "wan_i2v")
+    with pytest.raises(ValueError, match="Focal Attention Transfer: weak_blocks: block '6' is out of range"):
+        transfer(model, weak="2, 6")
+    with pytest.raises(ValueError, match="Focal Attention Transfer: weak_blocks is empty"):
+        transfer(model, weak=" ")
+    with pytest.raises(ValueError, match="both weak and source"):
+        transfer(model, weak="2", sources="2")
+    with pytest.raises(ValueError, match="needs an anchor"):
+        transfer(model, columns="keyword tokens")
+    square = RegionAnchor(("cat",), torch.ones(1, 8, 8), ((1,),))
+    with pytest.raises(ValueError, match="Focal Attention Transfer: anchor aspect"):
+        _host.sample(transfer(model, anchor=square, beta=1.0), "wan_i2v")
+    with pytest.raises(ValueError, match="Focal Attention Transfer: batch size 2"):
+        _host.sample(transfer(model), "wan_i2v", latent_image=_host.latent(batch=2))
+
+
+def test_unsupported_family_is_refused():
+    import comfy.model_base
+    import comfy.model_patcher
+    import comfy.supported_models
+    config = comfy.supported_models.SD15({
+        "context_dim": 64, "model_channels": 32, "use_linear_in_transformer": False, "in_channels": 4,
+        "out_channels": 4, "num_res_blocks": [1], "channel_mult": [1], "transformer_depth": [1],
+        "transformer_depth_output": [1, 1], "num_head_channels": 32,
+        "transformer_depth_middle": 1, "use_spatial_transformer": True, "adm_in_channels": None,
+        "use_temporal_attention": False, "image_size": 32})
+    unet = comfy.model_base.BaseModel(config, device=torch.device("cpu"))
+    patcher = comfy.model_patcher.ModelPatcher(unet, torch.device("cpu"), torch.device("cpu"))
+    with pytest.raises(ValueError, match="Focal Attention Transfer: UNetModel is not a supported model family"):
+        transfer(patcher)
+
+
+def test_anchor_bias_changes_only_with_beta_gamma(tiny_models):
+    model = _host.load(tiny_models, "wan_i2v")
+    masks = torch.zeros(1, 8, 12)
+    masks[:, 2:6, 3:8] = 1
+    anchor = RegionAnchor(("cat",), masks, ((1, 2),))
+    base = _host.sample(model, "wan_i2v")
+    zero = _host.sample(transfer(model, alpha=0.0, anchor=anchor), "wan_i2v")
+    biased = _host.sample(transfer(model, alpha=0.0, beta=2.0, gamma=1.0, anchor=anchor), "wan_i2v")
+    keyword_cache = _host.sample(transfer(model, beta=2.0, anchor=anchor, columns="keyword tokens"), "wan_i2v")
+    assert torch.equal(base, zero)
+    assert not torch.equal(base, biased) and torch.isfinite(biased).all()
+    assert not torch.equal(biased, keyword_cache) and torch.isfinite(keyword_cache).all()
+    comfy.model_management.soft_empty_cache()
