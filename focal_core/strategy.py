@@ -18,7 +18,8 @@ class RunContext:
     sample_sigmas: torch.Tensor
     batch: int
     cfg: float
-    text_tokens: dict  # branch (0 positive, 1 negative) -> real prompt-token count, when known
+    text_tokens: dict     # branch (0 positive, 1 negative) -> real prompt-token count, when known
+    context_tokens: dict  # branch -> length of the raw (padded) text context
 
     @property
     def n_video(self) -> int:

@@ -1,9 +1,10 @@
 """ComfyUI glue: V3 node schemas that translate inputs into one ``focal_core`` call each."""
 from comfy_api.latest import ComfyExtension, io
 
+from .probe import SemanticLayerProbe, SemanticLayerReport
 from .transfer import FocalAttentionTransfer
 
 
 class FocalGuidanceExtension(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
-        return [FocalAttentionTransfer]
+        return [SemanticLayerProbe, SemanticLayerReport, FocalAttentionTransfer]

@@ -45,7 +45,7 @@ def install(model, layout, blocks, handler: Handler, wants_block_outputs: bool =
         guider = executor.class_obj
         ctx = RunContext(grid=layout.token_grid(noise.shape), sample_sigmas=sigmas.detach().cpu(),
                          batch=noise.shape[0], cfg=float(guider.cfg),
-                         text_tokens=_text_token_counts(guider))
+                         **_text_token_counts(guider))
         live["ctx"], live["state"] = ctx, handler.start_run(ctx)
         try:
             return executor(*args, **kwargs)
@@ -158,12 +158,13 @@ def _expand_mask(mask):
 
 
 def _text_token_counts(guider) -> dict:
-    """Real prompt-token count per branch: padded rows of the raw text context are all zero."""
-    counts = {}
+    """Real and padded prompt-token counts per branch: padded rows of the raw context are zero."""
+    real, total = {}, {}
     for branch, name in ((0, "positive"), (1, "negative")):
         for cond in guider.original_conds.get(name) or []:
             context = cond.get("cross_attn")
             if context is not None and context.ndim == 3:
-                counts[branch] = int((context[0].abs().sum(-1) != 0).sum())
+                real[branch] = int((context[0].abs().sum(-1) != 0).sum())
+                total[branch] = context.shape[1]
                 break
-    return counts
+    return {"text_tokens": real, "context_tokens": total}

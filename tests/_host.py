@@ -41,8 +41,23 @@ def latent(frames=5, height=64, width=96, batch=1):
     return torch.zeros(batch, 16, (frames - 1) // 4 + 1, height // 8, width // 8)
 
 
-def sample(model, family, steps=3, cfg=5.0, sampler="euler", seed=0, latent_image=None, **kw):
+def sample(model, family, steps=3, cfg=5.0, sampler="euler", seed=0, latent_image=None, noise=None, **kw):
     latent_image = latent() if latent_image is None else latent_image
-    noise = comfy.sample.prepare_noise(latent_image, seed)
+    noise = comfy.sample.prepare_noise(latent_image, seed) if noise is None else noise
     return comfy.sample.sample(model, noise, steps, cfg, sampler, "simple", conditioning(family, 1),
                                conditioning(family, 2), latent_image, seed=seed, disable_pbar=True, **kw)
+
+
+def tiny_sd15():
+    """A ModelPatcher around a tiny SD1.5-config UNet: a family Focal Guidance must refuse."""
+    import comfy.model_base
+    import comfy.model_patcher
+    import comfy.supported_models
+    config = comfy.supported_models.SD15({
+        "context_dim": 64, "model_channels": 32, "use_linear_in_transformer": False, "in_channels": 4,
+        "out_channels": 4, "num_res_blocks": [1], "channel_mult": [1], "transformer_depth": [1],
+        "transformer_depth_output": [1, 1], "num_head_channels": 32, "transformer_depth_middle": 1,
+        "use_spatial_transformer": True, "adm_in_channels": None, "use_temporal_attention": False,
+        "image_size": 32})
+    unet = comfy.model_base.BaseModel(config, device=torch.device("cpu"))
+    return comfy.model_patcher.ModelPatcher(unet, torch.device("cpu"), torch.device("cpu"))

@@ -276,19 +276,8 @@ def test_errors_name_the_node_and_the_fix(tiny_models):
 
 
 def test_unsupported_family_is_refused():
-    import comfy.model_base
-    import comfy.model_patcher
-    import comfy.supported_models
-    config = comfy.supported_models.SD15({
-        "context_dim": 64, "model_channels": 32, "use_linear_in_transformer": False, "in_channels": 4,
-        "out_channels": 4, "num_res_blocks": [1], "channel_mult": [1], "transformer_depth": [1],
-        "transformer_depth_output": [1, 1], "num_head_channels": 32,
-        "transformer_depth_middle": 1, "use_spatial_transformer": True, "adm_in_channels": None,
-        "use_temporal_attention": False, "image_size": 32})
-    unet = comfy.model_base.BaseModel(config, device=torch.device("cpu"))
-    patcher = comfy.model_patcher.ModelPatcher(unet, torch.device("cpu"), torch.device("cpu"))
     with pytest.raises(ValueError, match="Focal Attention Transfer: UNetModel is not a supported model family"):
-        transfer(patcher)
+        transfer(_host.tiny_sd15())
 
 
 def test_anchor_bias_changes_only_with_beta_gamma(tiny_models):

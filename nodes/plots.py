@@ -1,0 +1,80 @@
+"""Report images drawn with Pillow (the host already ships it): the per-block curve and heatmap grid.
+
+Returns float tensors [1, H, W, 3] in [0, 1], ComfyUI's IMAGE layout.
+"""
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+# A perceptually ordered ramp (viridis endpoints and midpoints), interpolated per value.
+_RAMP = np.array([[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]], np.float32) / 255
+WEAK, RESPONSIVE, SIM, MORAN, TREND = (220, 50, 47), (38, 139, 210), (40, 40, 40), (133, 153, 0), (160, 160, 160)
+
+
+def colormap(values: np.ndarray) -> np.ndarray:
+    """Map [..] values in [0, 1] to [.., 3] RGB floats."""
+    pos = np.clip(values, 0, 1) * (len(_RAMP) - 1)
+    lo = np.floor(pos).astype(int).clip(0, len(_RAMP) - 2)
+    frac = (pos - lo)[..., None]
+    return _RAMP[lo] * (1 - frac) + _RAMP[lo + 1] * frac
+
+
+def _to_image(img: Image.Image) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0)[None]
+
+
+def _normalise(values):
+    arr = np.asarray(values, dtype=np.float64)
+    span = arr.max() - arr.min()
+    return (arr - arr.min()) / span if span > 0 else np.full_like(arr, 0.5)
+
+
+def curve_image(report, width=720, height=320) -> torch.Tensor:
+    """Similarity, Moran's I (each min-max scaled) and the score trend against block index."""
+    img = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(img)
+    left, right, top, bottom = 40, width - 12, 28, height - 30
+    n = len(report.score)
+    xs = [left + (right - left) * i / max(n - 1, 1) for i in range(n)]
+
+    def y(v):
+        return bottom - (bottom - top) * v
+
+    for blocks, colour in ((report.weak, WEAK), (report.responsive, RESPONSIVE)):
+        for b in blocks:
+            draw.rectangle([xs[b] - 5, top, xs[b] + 5, bottom], fill=tuple(c // 4 + 190 for c in colour))
+    score_lo, score_hi = min(report.score + report.trend), max(report.score + report.trend)
+    span = (score_hi - score_lo) or 1.0
+    for values, colour, scaled in ((report.trend, TREND, False), (report.similarity, SIM, True),
+                                   (report.morans, MORAN, True)):
+        norm = _normalise(values) if scaled else (np.asarray(values) - score_lo) / span
+        draw.line([(x, y(v)) for x, v in zip(xs, norm)], fill=colour, width=2)
+        for x, v in zip(xs, norm):
+            draw.ellipse([x - 2, y(v) - 2, x + 2, y(v) + 2], fill=colour)
+    draw.line([(left, bottom), (right, bottom)], fill=(0, 0, 0))
+    for i, x in enumerate(xs):
+        if n <= 24 or i % 5 == 0:
+            draw.text((x - 4, bottom + 6), str(i), fill=(0, 0, 0))
+    legend = [("similarity", SIM), ("Moran's I", MORAN), ("trend", TREND), ("weak", WEAK), ("responsive", RESPONSIVE)]
+    x = left
+    for label, colour in legend:
+        draw.rectangle([x, 8, x + 10, 18], fill=colour)
+        draw.text((x + 14, 7), label, fill=(0, 0, 0))
+        x += 14 + 7 * len(label) + 16
+    return _to_image(img)
+
+
+def heatmap_grid(maps, labels, cell=96, columns=8) -> torch.Tensor:
+    """Tile one [h, w] map per block, each min-max scaled, labelled with its block number."""
+    rows = -(-len(maps) // columns)
+    h, w = maps[0].shape
+    cell_h = max(8, round(cell * h / w))
+    img = Image.new("RGB", (columns * (cell + 4), rows * (cell_h + 18)), "white")
+    draw = ImageDraw.Draw(img)
+    for i, (m, label) in enumerate(zip(maps, labels)):
+        rgb = (colormap(_normalise(m.numpy())) * 255).astype(np.uint8)
+        tile = Image.fromarray(rgb).resize((cell, cell_h), Image.NEAREST)
+        x, y = (i % columns) * (cell + 4), (i // columns) * (cell_h + 18)
+        img.paste(tile, (x, y + 16))
+        draw.text((x + 2, y + 2), label, fill=(0, 0, 0))
+    return _to_image(img)

@@ -1,0 +1,137 @@
+"""Nodes "Semantic Layer Probe" (records while sampling) and "Semantic Layer Report" (after it)."""
+from dataclasses import asdict, dataclass
+import json
+
+import torch
+from comfy_api.latest import io, ui
+
+from ..focal_core.blocks import format_block_list
+from ..focal_core.probe import METRICS, ProbeSettings, SemanticProbe, analyse
+from . import _inputs
+from ._types import Anchor, Probe
+from .hooks import install
+from .plots import curve_image, heatmap_grid
+
+PROBE_NODE = "Semantic Layer Probe"
+REPORT_NODE = "Semantic Layer Report"
+HEATMAP_MAX_SIDE = 48  # heatmaps sent to the canvas are pooled to at most this many tokens a side
+
+
+@dataclass(frozen=True)
+class ProbeHandle:
+    """What flows on the PROBE wire: the recorder living in the patched model, and its layout."""
+    probe: SemanticProbe
+    layout: object
+
+
+class SemanticLayerProbe(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="FocalSemanticLayerProbe",
+            display_name=PROBE_NODE,
+            category=_inputs.CATEGORY,
+            description="Record every DiT block's response to the prompt while sampling, to find "
+                        "Semantic-Weak Layers. Sampler output is unchanged (bit-identical).",
+            inputs=[
+                io.Model.Input("model", tooltip="A Wan2.1/2.2 or HunyuanVideo diffusion model."),
+                io.Int.Input("steps", default=4, min=1, max=100,
+                             tooltip="How many sampling steps to record, spread evenly over the window."),
+                *_inputs.window_inputs(0.1, 0.7),
+                _inputs.branch_input(("positive", "negative"),
+                                     "Which CFG pass to measure. 'negative' needs cfg > 1."),
+                Anchor.Input("anchor", optional=True,
+                             tooltip="Measure the keyword tokens of this Region Anchor instead of all "
+                                     "real prompt tokens."),
+            ],
+            outputs=[
+                io.Model.Output(tooltip="The model with recording hooks; wire it into the sampler."),
+                Probe.Output(display_name="probe", tooltip="Handle for Semantic Layer Report."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, model, steps, start_percent, end_percent, branch, anchor=None) -> io.NodeOutput:
+        layout = _inputs.model_layout(model, PROBE_NODE)
+        sigma_start, sigma_end = _inputs.sigma_window(model, start_percent, end_percent, PROBE_NODE)
+        keyword_columns = tuple(sorted({i for span in anchor.token_spans for i in span})) if anchor else ()
+        probe = SemanticProbe(ProbeSettings(
+            num_blocks=layout.num_blocks, steps=steps, sigma_start=sigma_start, sigma_end=sigma_end,
+            branch=min(_inputs.BRANCHES[branch]), keyword_columns=keyword_columns))
+        patched = install(model, layout, range(layout.num_blocks), probe, wants_block_outputs=True)
+        return io.NodeOutput(patched, ProbeHandle(probe, layout))
+
+
+class SemanticLayerReport(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="FocalSemanticLayerReport",
+            display_name=REPORT_NODE,
+            category=_inputs.CATEGORY,
+            description="Per-block similarity and Moran's I curves, heatmaps, and the Semantic-Weak and "
+                        "responsive block sets for Focal Attention Transfer.",
+            is_output_node=True,
+            inputs=[
+                Probe.Input("probe", tooltip="From Semantic Layer Probe."),
+                io.Latent.Input("latent", tooltip="The sampler's output, so the report runs after sampling."),
+                io.Combo.Input("metric", options=list(METRICS), default="attention",
+                               tooltip="'attention': text-attention mass per video token; 'hidden': cosine "
+                                       "of block output and pooled prompt."),
+                io.Float.Input("kappa", default=3.0, min=0.0, max=10.0, step=0.1,
+                               tooltip="A block is weak when its score is more than kappa robust sigmas "
+                                       "below the depth trend. Lower finds more."),
+                io.Int.Input("top_r", default=2, min=1, max=16,
+                             tooltip="How many responsive (source) blocks to output."),
+                io.Int.Input("exclude_ends", default=2, min=0, max=16,
+                             tooltip="Blocks at each end that are never weak or responsive."),
+                io.Combo.Input("adjacency", options=["rook", "queen"], default="rook",
+                               tooltip="Moran's I neighbours: 4 (rook) or 8 (queen) per token."),
+                io.Int.Input("frame", default=0, min=0, max=1000,
+                             tooltip="Latent frame shown in the heatmaps (0 = reference frame)."),
+            ],
+            outputs=[
+                io.Image.Output(display_name="curve", tooltip="Similarity and Moran's I against block index."),
+                io.Image.Output(display_name="heatmaps", tooltip="Each block's response map for the frame."),
+                io.String.Output(display_name="weak_blocks", tooltip="Semantic-Weak blocks, e.g. '12-14, 20'."),
+                io.String.Output(display_name="responsive_blocks", tooltip="Responsive blocks (cache sources)."),
+                io.String.Output(display_name="json", tooltip="All curves and sets as JSON."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, probe, latent, metric, kappa, top_r, exclude_ends, adjacency, frame) -> io.NodeOutput:
+        recording = probe.probe.last
+        if recording is None:
+            raise ValueError(f"{REPORT_NODE}: the probe has not recorded a run; wire the probe's MODEL into the "
+                             "sampler whose LATENT feeds this node")
+        try:
+            report = analyse(recording, probe.layout.num_blocks, metric, kappa, top_r, exclude_ends, adjacency)
+        except ValueError as err:
+            raise ValueError(f"{REPORT_NODE}: {err}".replace(f"{REPORT_NODE}: {REPORT_NODE}", REPORT_NODE)) from None
+        frames = recording.grid[0]
+        if frame >= frames:
+            raise ValueError(f"{REPORT_NODE}: frame {frame} does not exist; the latent has {frames} frames")
+        maps = _block_maps(recording.maps[metric], recording.steps, probe.layout.num_blocks, frame)
+        labels = [f"{b}{' W' if b in report.weak else ' R' if b in report.responsive else ''}"
+                  for b in range(len(maps))]
+        curve, grid = curve_image(report), heatmap_grid(maps, labels)
+        data = {**asdict(report), "family": probe.layout.family, "grid": list(recording.grid),
+                "weak_blocks": format_block_list(report.weak),
+                "responsive_blocks": format_block_list(report.responsive)}
+        panel = {**data, "frame": frame, "heatmaps": [_pooled(m).tolist() for m in maps]}
+        previews = ui.PreviewImage(curve, cls=cls).as_dict()["images"] + ui.PreviewImage(grid, cls=cls).as_dict()["images"]
+        return io.NodeOutput(curve, grid, data["weak_blocks"], data["responsive_blocks"], json.dumps(data),
+                             ui={"images": previews, "focal_probe": [panel]})
+
+
+def _block_maps(maps, steps, num_blocks, frame):
+    """Mean over the recorded steps of each block's [h, w] map at ``frame``."""
+    return [torch.stack([maps[(s, b)][frame] for s in steps if (s, b) in maps]).mean(0) for b in range(num_blocks)]
+
+
+def _pooled(m: torch.Tensor) -> torch.Tensor:
+    h, w = m.shape
+    factor = max(1, -(-max(h, w) // HEATMAP_MAX_SIDE))
+    pooled = torch.nn.functional.avg_pool2d(m[None, None], factor, ceil_mode=True)[0, 0] if factor > 1 else m
+    return pooled.mul(1e4).round().div(1e4)
