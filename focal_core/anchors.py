@@ -14,19 +14,39 @@ import torch
 @dataclass(frozen=True)
 class RegionAnchor:
     """keywords: K names. masks: [K, h, w] in [0, 1] on the reference frame.
-    token_spans: per keyword, indices into the text tokens the DiT sees (prompt token 0 = 0).
+    token_spans: per keyword, indices of its tokens counted from the first prompt token.
     frame_decay: weight of latent frame f is ``frame_decay ** f``; 0 anchors frame 0 only.
+    prompt_tokens: how many tokens the prompt has after the encoder's template crop, so the
+        spans can be located in a text stream that has other tokens in front (HunyuanVideo I2V
+        puts the LLaVA image tokens before the prompt).
     """
     keywords: tuple[str, ...]
     masks: torch.Tensor
     token_spans: tuple[tuple[int, ...], ...]
     frame_decay: float = 0.5
+    prompt_tokens: int | None = None
 
     def __post_init__(self):
         if self.masks.ndim != 3 or self.masks.shape[0] != len(self.keywords):
             raise ValueError(f"anchor masks must be [K={len(self.keywords)}, h, w], got {tuple(self.masks.shape)}")
         if len(self.token_spans) != len(self.keywords) or not all(self.token_spans):
             raise ValueError("every anchor keyword needs a non-empty token span")
+
+    @property
+    def columns(self) -> list[int]:
+        """Sorted token indices of all keywords, from the first prompt token."""
+        return sorted({i for span in self.token_spans for i in span})
+
+    def text_offset(self, context_tokens: int | None, attention: str) -> int:
+        """Where the prompt starts in the DiT's text stream.
+
+        Wan's text context starts with the prompt (padding follows), so 0. In a joint-attention
+        stream (HunyuanVideo) anything before the prompt, such as I2V image tokens, is the
+        difference between the stream length and the prompt's own length.
+        """
+        if attention != "joint" or context_tokens is None or self.prompt_tokens is None:
+            return 0
+        return max(0, context_tokens - self.prompt_tokens)
 
     @property
     def aspect(self) -> float:
@@ -63,7 +83,7 @@ class RegionAnchor:
         frames, height, width = grid
         masks = self.grid_masks(height, width).flatten(1)             # [K, h·w]
         weights = self.frame_weights(frames)                          # [F]
-        columns = sorted({i + text_offset for span in self.token_spans for i in span})
+        columns = [i + text_offset for i in self.columns]
         column_mask = torch.zeros(len(columns), masks.shape[1])
         for k, span in enumerate(self.token_spans):
             for i in span:

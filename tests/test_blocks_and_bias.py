@@ -54,3 +54,11 @@ def test_aspect_mismatch_is_refused():
 def test_anchor_needs_spans_for_every_keyword():
     with pytest.raises(ValueError, match="non-empty token span"):
         RegionAnchor(("cat",), torch.ones(1, 2, 2), ((),))
+
+
+def test_text_offset_places_prompt_after_leading_image_tokens():
+    hy = RegionAnchor(("cat",), torch.ones(1, 2, 2), ((1, 2),), prompt_tokens=10)
+    assert hy.text_offset(298, "joint") == 288        # HunyuanVideo I2V: 288 LLaVA image tokens first
+    assert hy.text_offset(298, "cross") == 0          # Wan: the prompt starts the context
+    assert hy.bias((1, 2, 2), 1.0, 0.0, text_offset=288)[0].tolist() == [289, 290]
+    assert RegionAnchor(("cat",), torch.ones(1, 2, 2), ((1,),)).text_offset(298, "joint") == 0
