@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from .anchors import RegionAnchor
 from .attention import TextEdit
 from .metrics import (combined_score, depth_trend, morans_i, response_similarity, responsive_layers,
                       semantic_weak_layers)
@@ -25,10 +26,10 @@ METRICS = ("attention", "hidden")
 class ProbeSettings:
     num_blocks: int
     steps: int                       # how many schedule steps to record, spread over the window
-    sigma_start: float
-    sigma_end: float
+    start_percent: float             # schedule window, converted to sigmas per run
+    end_percent: float
     branch: int = 0                  # 0 positive, 1 negative
-    keyword_columns: tuple = ()      # text columns to measure; empty = all real prompt tokens
+    anchor: RegionAnchor | None = None  # measure its keyword tokens; None = all real prompt tokens
 
 
 @dataclass
@@ -54,15 +55,16 @@ class SemanticProbe(Handler):
         if ctx.batch > 1:
             raise ValueError(f"{self.node_name}: batch size {ctx.batch} is not supported; set batch_size to 1")
         real = ctx.text_tokens.get(s.branch)
-        if s.keyword_columns:
-            columns = torch.tensor(sorted(s.keyword_columns))
+        if s.anchor is not None:
+            offset = s.anchor.text_offset(ctx.context_tokens.get(s.branch), ctx.attention)
+            columns = torch.tensor(s.anchor.columns) + offset
             if real is not None and int(columns.max()) >= real:
                 raise ValueError(f"{self.node_name}: keyword token {int(columns.max())} is beyond the prompt's "
                                  f"{real} tokens; rebuild the anchor from this prompt")
         else:
             columns = torch.arange(real) if real else None
-        in_window = [i for i, sg in enumerate(ctx.sample_sigmas[:-1].tolist())
-                     if s.sigma_end <= sg <= s.sigma_start]
+        sigma_start, sigma_end = ctx.sigma_window(s.start_percent, s.end_percent)
+        in_window = [i for i, sg in enumerate(ctx.sample_sigmas[:-1].tolist()) if sigma_end <= sg <= sigma_start]
         picks = torch.linspace(0, len(in_window) - 1, min(s.steps, len(in_window))).round().long().tolist()
         steps = sorted({in_window[i] for i in picks}) if in_window else []
         self.last = ProbeRecording(grid=ctx.grid, steps=steps)

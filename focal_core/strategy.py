@@ -4,6 +4,7 @@ A behaviour (attention transfer, probe) is a :class:`Handler`: it sees one :clas
 per sampling run and one :class:`TextCall` per text attention call of its blocks, and answers
 with a :class:`~focal_core.attention.TextEdit`. No ComfyUI import: handlers test on plain tensors.
 """
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -20,6 +21,13 @@ class RunContext:
     cfg: float
     text_tokens: dict     # branch (0 positive, 1 negative) -> real prompt-token count, when known
     context_tokens: dict  # branch -> length of the raw (padded) text context
+    attention: str = "cross"  # the adapter's attention kind: "cross" (Wan) or "joint" (HunyuanVideo)
+    percent_to_sigma: Callable[[float], float] = None  # the sampled model's own schedule mapping
+
+    def sigma_window(self, start_percent: float, end_percent: float) -> tuple[float, float]:
+        """(sigma_start, sigma_end) of a schedule window, from the model actually being sampled,
+        so a ModelSampling node placed after a Focal Guidance node still moves the window."""
+        return self.percent_to_sigma(start_percent), self.percent_to_sigma(end_percent)
 
     @property
     def n_video(self) -> int:

@@ -25,8 +25,8 @@ class TransferSettings:
     anchor: RegionAnchor | None
     beta: float
     gamma: float
-    sigma_start: float          # active while sigma_end <= sigma <= sigma_start
-    sigma_end: float
+    start_percent: float        # schedule window, converted to sigmas per run
+    end_percent: float
     branches: frozenset         # 0 positive, 1 negative
     per_head: bool = False
     keyword_columns_only: bool = False
@@ -47,16 +47,19 @@ class AttentionTransfer(Handler):
         if ctx.batch > 1:
             raise ValueError(f"{self.node_name}: batch size {ctx.batch} is not supported (anchors and caches "
                              "are per video); set the latent batch_size to 1")
-        state = {"cache": {}, "bias": None, "columns": ALL_COLUMNS}
+        state = {"cache": {}, "bias": None, "columns": ALL_COLUMNS,
+                 "window": ctx.sigma_window(s.start_percent, s.end_percent)}
         if s.anchor is not None:
             try:
-                columns, bias = s.anchor.bias(ctx.grid, s.beta, s.gamma)
+                offset = s.anchor.text_offset(ctx.context_tokens.get(0), ctx.attention)
+                columns, bias = s.anchor.bias(ctx.grid, s.beta, s.gamma, text_offset=offset)
             except ValueError as err:
                 raise ValueError(f"{self.node_name}: {err}") from None
             known = ctx.text_tokens.get(0)
             if known is not None and int(columns.max()) >= known:
                 raise ValueError(f"{self.node_name}: the anchor binds text token {int(columns.max())} but the "
-                                 f"positive prompt has {known} tokens; rebuild the Region Anchor from this prompt")
+                                 f"positive prompt has {known} tokens; feed Region Anchor the same prompt "
+                                 "and text encoder as the positive conditioning")
             state["bias"] = (columns, bias)
             if s.keyword_columns_only:
                 state["columns"] = columns
@@ -65,12 +68,12 @@ class AttentionTransfer(Handler):
     def end_run(self, state):
         state["cache"].clear()
 
-    def _active(self, call: TextCall) -> bool:
-        s = self.settings
-        return call.branch in s.branches and s.sigma_end <= call.sigma <= s.sigma_start
+    def _active(self, state, call: TextCall) -> bool:
+        sigma_start, sigma_end = state["window"]
+        return call.branch in self.settings.branches and sigma_end <= call.sigma <= sigma_start
 
     def edit_for(self, state, call: TextCall) -> TextEdit | None:
-        if not self._active(call):
+        if not self._active(state, call):
             return None
         s, columns = self.settings, state["columns"]
         edit = TextEdit(record_per_head=s.per_head)

@@ -46,8 +46,6 @@ def parse_blocks(text, layout, node_name, field, required=True):
     return blocks
 
 
-def sigma_window(model, start_percent, end_percent, node_name):
+def check_window(start_percent, end_percent, node_name):
     if start_percent > end_percent:
         raise ValueError(f"{node_name}: start_percent {start_percent} is after end_percent {end_percent}.")
-    sampling = model.get_model_object("model_sampling")
-    return sampling.percent_to_sigma(start_percent), sampling.percent_to_sigma(end_percent)

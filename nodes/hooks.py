@@ -44,7 +44,8 @@ def install(model, layout, blocks, handler: Handler, wants_block_outputs: bool =
         noise, sigmas = args[0], args[3]
         guider = executor.class_obj
         ctx = RunContext(grid=layout.token_grid(noise.shape), sample_sigmas=sigmas.detach().cpu(),
-                         batch=noise.shape[0], cfg=float(guider.cfg),
+                         batch=noise.shape[0], cfg=float(guider.cfg), attention=layout.attention,
+                         percent_to_sigma=guider.model_patcher.get_model_object("model_sampling").percent_to_sigma,
                          **_text_token_counts(guider))
         live["ctx"], live["state"] = ctx, handler.start_run(ctx)
         try:

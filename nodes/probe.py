@@ -53,11 +53,10 @@ class SemanticLayerProbe(io.ComfyNode):
     @classmethod
     def execute(cls, model, steps, start_percent, end_percent, branch, anchor=None) -> io.NodeOutput:
         layout = _inputs.model_layout(model, PROBE_NODE)
-        sigma_start, sigma_end = _inputs.sigma_window(model, start_percent, end_percent, PROBE_NODE)
-        keyword_columns = tuple(sorted({i for span in anchor.token_spans for i in span})) if anchor else ()
+        _inputs.check_window(start_percent, end_percent, PROBE_NODE)
         probe = SemanticProbe(ProbeSettings(
-            num_blocks=layout.num_blocks, steps=steps, sigma_start=sigma_start, sigma_end=sigma_end,
-            branch=min(_inputs.BRANCHES[branch]), keyword_columns=keyword_columns))
+            num_blocks=layout.num_blocks, steps=steps, start_percent=start_percent, end_percent=end_percent,
+            branch=min(_inputs.BRANCHES[branch]), anchor=anchor))
         patched = install(model, layout, range(layout.num_blocks), probe, wants_block_outputs=True)
         return io.NodeOutput(patched, ProbeHandle(probe, layout))
 

@@ -58,10 +58,10 @@ class FocalAttentionTransfer(io.ComfyNode):
         if cache_columns == "keyword tokens" and anchor is None:
             raise ValueError(f"{NODE}: cache_columns 'keyword tokens' needs an anchor; connect a Region "
                              "Anchor or choose 'all text tokens'.")
-        sigma_start, sigma_end = _inputs.sigma_window(model, start_percent, end_percent, NODE)
+        _inputs.check_window(start_percent, end_percent, NODE)
         settings = TransferSettings(
             weak_blocks=frozenset(weak), source_blocks=frozenset(sources), alpha=alpha, anchor=anchor,
-            beta=beta, gamma=gamma, sigma_start=sigma_start, sigma_end=sigma_end,
+            beta=beta, gamma=gamma, start_percent=start_percent, end_percent=end_percent,
             branches=_inputs.BRANCHES[branch], per_head=cache_heads == "per head",
             keyword_columns_only=cache_columns == "keyword tokens")
         handler = AttentionTransfer(settings)

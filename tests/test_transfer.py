@@ -156,10 +156,8 @@ class SpyTransfer(AttentionTransfer):
 
 
 def settings_for(model, weak=(2,), sources=(1,), alpha=0.5, start=0.0, end=1.0, **kw):
-    sampling = model.get_model_object("model_sampling")
     return TransferSettings(frozenset(weak), frozenset(sources), alpha, kw.pop("anchor", None), 0.0, 0.0,
-                            sampling.percent_to_sigma(start), sampling.percent_to_sigma(end),
-                            frozenset({0}), **kw)
+                            start, end, frozenset({0}), **kw)
 
 
 def spy_install(model, settings):
@@ -181,7 +179,9 @@ def test_step_window_is_honoured(tiny_models, sampler):
         return args["denoised"]
     patched.set_model_sampler_post_cfg_function(watch)
     _host.sample(patched, "wan_i2v", steps=8, sampler=sampler)
-    inside = [s for s in sigmas_seen if settings.sigma_end <= s <= settings.sigma_start]
+    sampling = model.get_model_object("model_sampling")
+    sigma_start, sigma_end = sampling.percent_to_sigma(0.3), sampling.percent_to_sigma(0.7)
+    inside = [s for s in sigmas_seen if sigma_end <= s <= sigma_start]
     assert spy.edited_sigmas and sorted(set(spy.edited_sigmas)) == sorted(set(inside))
     assert len(set(inside)) < len(set(sigmas_seen))
     if sampler == "dpm_2":  # heun re-evaluates schedule points; dpm_2 evaluates at log-midpoints
@@ -293,3 +293,35 @@ def test_anchor_bias_changes_only_with_beta_gamma(tiny_models):
     assert not torch.equal(base, biased) and torch.isfinite(biased).all()
     assert not torch.equal(biased, keyword_cache) and torch.isfinite(keyword_cache).all()
     comfy.model_management.soft_empty_cache()
+
+
+def test_hunyuan_anchor_columns_skip_tokens_before_the_prompt(tiny_models):
+    model = _host.load(tiny_models, "hunyuan_i2v")
+    context_len = _host.TEXT_TOKENS + 8  # the stand-in HunyuanVideo context has 8 leading extra tokens
+    anchor = RegionAnchor(("cat",), torch.ones(1, 4, 6), ((0, 2),), prompt_tokens=_host.TEXT_TOKENS)
+    settings = settings_for(model, anchor=anchor)
+    settings = TransferSettings(**{**settings.__dict__, "beta": 1.0})
+    patched, spy = spy_install(model, settings)
+    seen = []
+    original = spy.edit_for
+
+    def capture(state, call):
+        edit = original(state, call)
+        if edit is not None and edit.bias is not None:
+            seen.append(edit.bias_columns.tolist())
+        return edit
+    spy.edit_for = capture
+    _host.sample(patched, "hunyuan_i2v", steps=1)
+    assert seen and seen[0] == [context_len - _host.TEXT_TOKENS + 0, context_len - _host.TEXT_TOKENS + 2]
+
+
+def test_window_follows_a_model_sampling_node_placed_after_fg(tiny_models):
+    """The window is converted with the sampled model's schedule, not the one FG was applied to."""
+    from comfy_extras.nodes_model_advanced import ModelSamplingSD3
+    model = _host.load(tiny_models, "wan_i2v")
+    patched, spy = spy_install(model, settings_for(model, start=0.0, end=0.5))
+    (reshifted,) = ModelSamplingSD3().patch(patched, shift=1.0)
+    _host.sample(reshifted, "wan_i2v", steps=6)
+    expected = reshifted.get_model_object("model_sampling").percent_to_sigma(0.5)
+    assert spy.edited_sigmas and min(spy.edited_sigmas) >= expected
+    assert expected != model.get_model_object("model_sampling").percent_to_sigma(0.5)
