@@ -126,9 +126,13 @@ class ProbeReport:
     steps: list
 
 
-def analyse(recording: ProbeRecording, num_blocks: int, metric: str = "attention", kappa: float = 3.0,
-            top_r: int = 2, exclude_ends: int = 2, adjacency: str = "rook", trend_window: int = 5):
-    """Reduce a recording to per-block curves, weak blocks and responsive blocks."""
+def analyse(recording: ProbeRecording, num_blocks: int, metric: str = "attention", kappa: float = 2.0,
+            top_r: int = 2, exclude_ends: int = 2, adjacency: str = "rook", trend_window: int = 5,
+            progress=None):
+    """Reduce a recording to per-block curves, weak blocks and responsive blocks.
+
+    ``progress(done, total)`` is called after each block, for a host progress bar.
+    """
     maps = recording.maps[metric]
     if not maps:
         raise ValueError("Semantic Layer Report: nothing was recorded; connect the sampler's LATENT output and "
@@ -141,6 +145,8 @@ def analyse(recording: ProbeRecording, num_blocks: int, metric: str = "attention
         stacked = torch.stack(per_step)                       # [s, f, h, w]
         similarity.append(float(response_similarity(stacked).mean()))
         morans.append(float(morans_i(stacked, adjacency).mean()))
+        if progress is not None:
+            progress(block + 1, num_blocks)
     score = combined_score(similarity, morans)
     weak = semantic_weak_layers(score, kappa=kappa, trend_window=trend_window, exclude_ends=exclude_ends)
     responsive = responsive_layers(score, top_r=top_r, exclude_ends=exclude_ends, exclude=weak)

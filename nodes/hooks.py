@@ -14,6 +14,7 @@ import logging
 import uuid
 
 import comfy.patcher_extension
+import torch
 
 from ..focal_core.attention import joint_attention_text_edit, text_cross_attention
 from ..focal_core.strategy import Handler, RunContext, TextCall
@@ -75,6 +76,7 @@ def install(model, layout, blocks, handler: Handler, wants_block_outputs: bool =
             return call_previous(func, *args, **kwargs)
         return _text_attention(func, args, kwargs, opts, mark.index, call_previous)
 
+    @torch.compiler.disable  # explicit attention in a few blocks: keep it out of compiled graphs
     def _text_attention(func, args, kwargs, opts, block, fallback):
         ctx, state = live["ctx"], live["state"]
         q, k, v = args[:3]

@@ -2,6 +2,7 @@
 from dataclasses import asdict, dataclass
 import json
 
+import comfy.utils
 import torch
 from comfy_api.latest import io, ui
 
@@ -104,10 +105,9 @@ class SemanticLayerReport(io.ComfyNode):
         if recording is None:
             raise ValueError(f"{REPORT_NODE}: the probe has not recorded a run; wire the probe's MODEL into the "
                              "sampler whose LATENT feeds this node")
-        try:
-            report = analyse(recording, probe.layout.num_blocks, metric, kappa, top_r, exclude_ends, adjacency)
-        except ValueError as err:
-            raise ValueError(f"{REPORT_NODE}: {err}".replace(f"{REPORT_NODE}: {REPORT_NODE}", REPORT_NODE)) from None
+        bar = comfy.utils.ProgressBar(probe.layout.num_blocks)
+        report = analyse(recording, probe.layout.num_blocks, metric, kappa, top_r, exclude_ends, adjacency,
+                         progress=lambda done, total: bar.update_absolute(done, total))
         frames = recording.grid[0]
         if frame >= frames:
             raise ValueError(f"{REPORT_NODE}: frame {frame} does not exist; the latent has {frames} frames")
