@@ -78,7 +78,7 @@ class SemanticLayerReport(io.ComfyNode):
                 io.Combo.Input("metric", options=list(METRICS), default="attention",
                                tooltip="'attention': text-attention mass per video token; 'hidden': cosine "
                                        "of block output and pooled prompt."),
-                io.Float.Input("kappa", default=3.0, min=0.0, max=10.0, step=0.1,
+                io.Float.Input("kappa", default=2.0, min=0.0, max=10.0, step=0.1,
                                tooltip="A block is weak when its score is more than kappa robust sigmas "
                                        "below the depth trend. Lower finds more."),
                 io.Int.Input("top_r", default=2, min=1, max=16,

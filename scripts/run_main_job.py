@@ -1,4 +1,5 @@
-"""The main job: run the pack's Wan I2V Focal Guidance workflow through a real ComfyUI server, on CPU.
+"""The main job: run the pack's Semantic Layer Probe workflow (example_workflows/focal_guidance_probe.json)
+through a real ComfyUI server, on CPU.
 
 Run after scripts/setup_host.sh, from the pack folder, with any Python 3.10+:
 
@@ -8,12 +9,16 @@ Run after scripts/setup_host.sh, from the pack folder, with any Python 3.10+:
    (files already there are kept);
 2. starts the host (``main.py --cpu`` under .venv) with the pack, plus the TEST-ONLY stand-in
    text/vision encoder nodes from tests/standin_nodes, as scripts/comfy_server.py does for the tests;
-3. posts ``main_graph()`` (API format) to /prompt, waits for it, and stops the server;
-4. prints the saved files (video + frames) under --out/output and writes --out/result.json.
+3. ``main_graph()``: converts the shipped UI-format probe workflow to API format with
+   scripts/workflow_api.py against the server's /object_info, swaps the text/vision encode nodes for
+   the stand-ins (their multi-GB loaders cannot run here), shrinks size, length and steps, sets the
+   report's thresholds for the 6-block tiny model, and adds a SaveImage for the focal pass's frames;
+4. posts it to /prompt, waits, stops the server, and checks that the report's curve and heatmaps and
+   the second (focal) pass's frames were written under --out/output; writes --out/result.json.
 
+Pass 1 (probe) -> Semantic Layer Report -> weak/responsive blocks -> Focal Attention Transfer -> pass 2.
 Exit code 0 on success, 1 when anything fails (the message quotes the server log's tail).
-Random weights: the frames are noise; the job shows that the workflow runs end to end.
-To replace the workflow (e.g. with the Semantic Layer Probe one), edit ``main_graph``.
+Random weights: images and frames are noise; the job shows that the workflow runs end to end.
 """
 import argparse
 import json
@@ -24,42 +29,86 @@ import sys
 import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import workflow_api  # noqa: E402
 from comfy_server import HOST_DIR, PACK_DIR, VENV_PYTHON, ComfyServer, ServerError, make_input_image  # noqa: E402
 
-# Stock file names written by make_tiny_models.py (kept literal so this file needs no torch).
-WAN_I2V = "wan2.1_i2v_480p_14B_fp16.safetensors"
-WAN_VAE = "wan_2.1_vae.safetensors"
-IMAGE_NAME = "focal_main_job_start.png"
+PROBE_WORKFLOW = PACK_DIR / "example_workflows" / "focal_guidance_probe.json"
+# The tiny Wan checkpoints have 6 blocks: with the template's kappa 2 / exclude_ends 2 a random model
+# rarely has a weak block, and the transfer then (rightly) stops. These find one on the tiny model.
+TINY_REPORT = {"kappa": 0.0, "exclude_ends": 1, "top_r": 1}
+FRAMES_PREFIX = "focal_probe/focal_frame"
 
 
-def main_graph(image=IMAGE_NAME, width=160, height=96, length=9, steps=4, cfg=5.0, seed=42):
-    """Wan2.1 I2V with Focal Attention Transfer, in API format (node id -> class_type + inputs)."""
-    return {
-        "1": {"class_type": "UNETLoader", "inputs": {"unet_name": WAN_I2V, "weight_dtype": "default"}},
-        "2": {"class_type": "FocalAttentionTransfer", "inputs": {
-            "model": ["1", 0], "weak_blocks": "2-3", "source_blocks": "1", "alpha": 0.3, "beta": 1.0,
-            "gamma": 0.5, "start_percent": 0.0, "end_percent": 0.5, "branch": "positive",
-            "cache_heads": "head mean", "cache_columns": "all text tokens"}},
-        "3": {"class_type": "VAELoader", "inputs": {"vae_name": WAN_VAE}},
-        "4": {"class_type": "LoadImage", "inputs": {"image": image}},
-        "5": {"class_type": "FocalStandInClipVision", "inputs": {"image": ["4", 0]}},
-        "6": {"class_type": "FocalStandInTextEncode", "inputs": {
-            "family": "wan", "text": "a red ball rolls past a blue box on a sunny street", "seed": 1}},
-        "7": {"class_type": "FocalStandInTextEncode", "inputs": {
-            "family": "wan", "text": "blurry, static, low quality", "seed": 2}},
-        "8": {"class_type": "WanImageToVideo", "inputs": {
-            "positive": ["6", 0], "negative": ["7", 0], "vae": ["3", 0], "width": width, "height": height,
-            "length": length, "batch_size": 1, "clip_vision_output": ["5", 0], "start_image": ["4", 0]}},
-        "9": {"class_type": "KSampler", "inputs": {
-            "model": ["2", 0], "seed": seed, "steps": steps, "cfg": cfg, "sampler_name": "euler",
-            "scheduler": "simple", "positive": ["8", 0], "negative": ["8", 1], "latent_image": ["8", 2],
-            "denoise": 1.0}},
-        "10": {"class_type": "VAEDecode", "inputs": {"samples": ["9", 0], "vae": ["3", 0]}},
-        "11": {"class_type": "SaveAnimatedWEBP", "inputs": {
-            "images": ["10", 0], "filename_prefix": "focal_main_job/video", "fps": 16.0, "lossless": False,
-            "quality": 90, "method": "default"}},
-        "12": {"class_type": "SaveImage", "inputs": {"images": ["10", 0], "filename_prefix": "focal_main_job/frame"}},
-    }
+def load_workflow(path=PROBE_WORKFLOW):
+    return json.loads(pathlib.Path(path).read_text(encoding="utf-8"))
+
+
+def start_image_name(workflow):
+    """The file the workflow's LoadImage node names (the job writes its start image under it)."""
+    return next(n["widgets_values"][0] for n in workflow["nodes"] if n["type"] == "LoadImage")
+
+
+def _find(graph, what, test):
+    found = [nid for nid, node in graph.items() if test(nid, node)]
+    if not found:
+        raise ValueError(f"the probe workflow has no {what}")
+    return found[0]
+
+
+def _source(api, node_id, name):
+    value = api[node_id]["inputs"].get(name)
+    return value[0] if isinstance(value, list) else None
+
+
+def main_graph(object_info, workflow=None, width=160, height=96, length=9, steps=4, seed=42):
+    """(API graph, notes): the probe workflow, converted, with stand-ins and tiny sizes.
+
+    Validation errors stop the job (workflow_api.WorkflowError), except those on nodes that the
+    stand-in substitution replaces or removes (the encoder loaders name files a CPU host lacks).
+    """
+    workflow = load_workflow() if workflow is None else workflow
+    api, errors = workflow_api.convert(workflow, object_info)
+    graph, notes = workflow_api.substitute_standins(api)
+    replaced = {nid for nid, node in api.items()
+                if nid not in graph or graph[nid]["class_type"] != node["class_type"]}
+    blocking = [e for e in errors if not any(e.startswith(f"node {nid} ") for nid in replaced)]
+    if blocking:
+        raise workflow_api.WorkflowError(blocking)
+    notes += [f"ignored (node replaced by a stand-in): {e}" for e in errors if e not in blocking]
+    for node in graph.values():
+        if node["class_type"] == "FocalSemanticLayerReport":
+            node["inputs"].update(TINY_REPORT)
+        if node["class_type"] == "KSampler":
+            node["inputs"]["seed"] = seed
+    workflow_api.shrink(graph, width=width, height=height, length=length, steps=steps)
+    transfer = _find(graph, "Focal Attention Transfer", lambda nid, n: n["class_type"] == "FocalAttentionTransfer")
+    sampler = _find(graph, "KSampler after the transfer",
+                    lambda nid, n: n["class_type"] == "KSampler" and _source(graph, nid, "model") == transfer)
+    decode = _find(graph, "VAEDecode of the focal pass",
+                   lambda nid, n: n["class_type"] == "VAEDecode" and _source(graph, nid, "samples") == sampler)
+    graph["focal_frames"] = {"class_type": "SaveImage",
+                             "inputs": {"images": [decode, 0], "filename_prefix": FRAMES_PREFIX},
+                             "_meta": {"title": "Save focal-pass frames (main job)"}}
+    notes.append(f"report {TINY_REPORT}; size {width}x{height}, {length} frames, {steps} steps; "
+                 f"added SaveImage 'focal_frames' on node {decode}")
+    return graph, notes
+
+
+def _outputs_by_role(graph, entry, paths):
+    """{'curve', 'heatmaps', 'frames', 'baseline_video', 'focal_video'}: saved files of each role."""
+    report = _find(graph, "Semantic Layer Report", lambda nid, n: n["class_type"] == "FocalSemanticLayerReport")
+    roles = {}
+    for nid, node in graph.items():
+        src = node["inputs"].get("images") or node["inputs"].get("video")
+        if nid == "focal_frames":
+            roles["frames"] = paths.get(nid, [])
+        elif node["class_type"] == "SaveImage" and isinstance(src, list) and src[0] == report:
+            roles["curve" if src[1] == 0 else "heatmaps"] = paths.get(nid, [])
+        elif node["class_type"] == "SaveVideo":
+            prefix = node["inputs"].get("filename_prefix", "")
+            roles["focal_video" if prefix.endswith("focal") else "baseline_video"] = paths.get(nid, [])
+    panel = (entry.get("outputs", {}).get(report, {}).get("focal_probe") or [{}])[0]
+    return roles, {k: panel.get(k) for k in ("weak_blocks", "responsive_blocks", "family")}
 
 
 def make_models(models_dir: pathlib.Path):
@@ -98,34 +147,44 @@ def main(argv=None):
         print(f"run_main_job: starting ComfyUI from {server.host_dir} (log: {server.log_path})", flush=True)
         with server:
             timings["server_start_s"] = round(server.startup_seconds, 2)
+            image_name = start_image_name(load_workflow())
             if args.image is None:
-                make_input_image(server.input_dir / IMAGE_NAME, 160, 96)
+                make_input_image(server.input_dir / image_name, 160, 96)
             else:
-                shutil.copy(args.image, server.input_dir / IMAGE_NAME)
+                shutil.copy(args.image, server.input_dir / image_name)
             t = time.monotonic()
-            prompt_id = server.post_prompt(main_graph())
+            graph, notes = main_graph(server.object_info())
+            timings["convert_s"] = round(time.monotonic() - t, 2)
+            for note in notes:
+                print(f"run_main_job: {note}", flush=True)
+            t = time.monotonic()
+            prompt_id = server.post_prompt(graph)
             entry = server.wait(prompt_id, timeout=args.timeout)
             timings["workflow_s"] = round(time.monotonic() - t, 2)
             outputs = server.output_paths(entry)
-    except (ServerError, OSError) as err:
+    except (ServerError, OSError, ValueError) as err:
         print(f"run_main_job: FAILED: {err}", file=sys.stderr)
         return 1
     timings["total_s"] = round(time.monotonic() - began, 2)
 
-    files = [p for paths in outputs.values() for p in paths]
-    missing = [p for p in files if not p.is_file()]
-    if not files or missing:
-        print(f"run_main_job: FAILED: outputs missing: {missing or 'none saved'}\n"
-              f"{json.dumps(entry.get('outputs'), indent=1)}", file=sys.stderr)
+    roles, sets = _outputs_by_role(graph, entry, outputs)
+    needed = ("curve", "heatmaps", "frames", "focal_video")
+    missing = [role for role in needed if not roles.get(role)]
+    missing += [str(p) for paths in roles.values() for p in paths if not p.is_file() or p.stat().st_size == 0]
+    if missing:
+        print(f"run_main_job: FAILED: outputs missing: {missing}\n{json.dumps(entry.get('outputs'), indent=1)}",
+              file=sys.stderr)
         return 1
     result = {"prompt_id": prompt_id, "status": entry["status"]["status_str"], "timings": timings,
-              "outputs": {node: [str(p) for p in paths] for node, paths in outputs.items()},
+              "workflow": str(PROBE_WORKFLOW), "report": sets, "notes": notes,
+              "outputs": {role: [str(p) for p in paths] for role, paths in roles.items()},
               "server_log": str(server.log_path), "extra_model_paths": str(server.config_path)}
     (out_dir / "result.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(f"run_main_job: success in {timings['total_s']} s ({timings})")
-    for node, paths in outputs.items():
-        label = "animated" if entry["outputs"][node].get("animated") == [True] else "images"
-        print(f"  node {node} ({label}):")
+    print(f"run_main_job: report on the tiny model: weak_blocks {sets['weak_blocks']!r}, "
+          f"responsive_blocks {sets['responsive_blocks']!r}")
+    for role, paths in roles.items():
+        print(f"  {role}:")
         for path in paths:
             print(f"    {path}")
     print(f"run_main_job: outputs are in {server.output_dir}; summary {out_dir / 'result.json'}")

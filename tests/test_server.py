@@ -216,10 +216,11 @@ def _standins():
     import importlib.util
     import sys
     if "focal_standins" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("focal_standins", STANDIN_DIR / "__init__.py")
+        spec = importlib.util.spec_from_file_location("focal_standins", STANDIN_DIR / "__init__.py",
+                                                      submodule_search_locations=[str(STANDIN_DIR)])
         module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
         sys.modules["focal_standins"] = module
+        spec.loader.exec_module(module)
     return sys.modules["focal_standins"]
 
 

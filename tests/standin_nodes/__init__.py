@@ -17,6 +17,8 @@ tensors of the real shapes instead, deterministically from their inputs:
   16x16 grid of 14-px ViT-H patches (plus a class token for the whole image), and those colour
   statistics are lifted to 1280 channels by a fixed random projection plus position embeddings.
   Different images therefore give different, spatially structured outputs.
+- FocalStandInWordTokenizerCLIP (family) -> CLIP: a weightless host CLIP whose tokenizer matches
+  FocalStandInTextEncode's words (word_tokenizer.py), for Region Anchor's ``text_encoder``.
 
 Load it only into a test or demo host: scripts/comfy_server.py links this folder into a temporary
 custom_nodes directory named in an ``--extra-model-paths-config`` yaml.
@@ -27,6 +29,8 @@ import torch
 from comfy_api.latest import ComfyExtension, io
 
 import comfy.clip_vision
+
+from .word_tokenizer import FocalStandInWordTokenizerCLIP
 
 CATEGORY = "testing/focal_standins"
 TEXT_DIM = 4096
@@ -135,7 +139,7 @@ class FocalStandInClipVision(io.ComfyNode):
 
 class FocalStandInExtension(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
-        return [FocalStandInTextEncode, FocalStandInClipVision]
+        return [FocalStandInTextEncode, FocalStandInClipVision, FocalStandInWordTokenizerCLIP]
 
 
 async def comfy_entrypoint() -> FocalStandInExtension:

@@ -1,0 +1,640 @@
+"""The shipped example workflows (example_workflows/*.json, UI format): they convert and validate against
+the real host's /object_info, run end to end through /prompt on CPU, are served as templates, and
+round-trip through the real frontend without losing widget values.
+
+What the executed variants substitute, and why (the validated files themselves are never edited):
+
+- **Models.** The diffusion models and the Wan VAE are the tiny random checkpoints from
+  scripts/make_tiny_models.py under their stock file names. Text encoders (umT5-XXL, CLIP-L +
+  LLaVA-LLaMA-3), CLIP vision towers (clip_vision_h, llava_llama3_vision) and the HunyuanVideo VAE have
+  fixed multi-GB configs in the host's loaders, so no small file can stand in for them. For those the
+  test models folder holds EMPTY placeholder files under the stock names: /object_info then lists them,
+  so the widget values validate exactly as on a user's machine, but they are never loaded.
+- **Encoders** (scripts/workflow_api.substitute_standins): CLIPTextEncode and
+  TextEncodeHunyuanVideo_ImageToVideo become the TEST-ONLY FocalStandInTextEncode (same text, or the
+  same text link; family from the CLIP loader's type); CLIPVisionEncode becomes FocalStandInClipVision
+  (tests/standin_nodes). The HunyuanVideo stand-in puts no LLaVA image tokens before the prompt.
+- **Region Anchor's text_encoder** needs a CLIP object with a tokenizer. No tiny loadable umT5 or
+  LLaMA exists, so the CLIP loader feeding it becomes FocalStandInWordTokenizerCLIP
+  (tests/standin_nodes/word_tokenizer.py): a host ``comfy.sd.CLIP`` with no weights whose
+  tokenizer splits words exactly as FocalStandInTextEncode does (one token per word plus an end token;
+  HunyuanVideo ids wrapped in the LLaMA-3 user-turn header that Region Anchor crops). So keyword token
+  spans index the stand-in conditioning's rows, as the real tokenizer's do the real encoder's. Every
+  Focal node still executes.
+- **HunyuanVideo VAE** -> the tiny Wan2.1 VAE (same latent: 16 channels, /8 spatial, /4 temporal).
+- **Sizes**: Image Scale 96x64 (Get Image Size carries it to the I2V node and the mask), 9 frames,
+  4 steps (KSamplerAdvanced ranges scaled: 0-2 / 2-4).
+- **Blocks**: the templates' weak/source starting points (for 40 or 60 blocks) are out of range on the
+  6-block tiny models, so they become 2-3 / 1 (Wan) and 3-4 / 1 (HunyuanVideo: 2 double + 4 single);
+  in the probe workflow they come from the report, whose kappa/exclude_ends/top_r are set for 6 blocks
+  (scripts/run_main_job.TINY_REPORT).
+
+The browser round trip reuses tests/test_browser.py's Chromium + Playwright helpers; it skips without
+Chromium unless FOCAL_REQUIRE_BROWSER is set, where it fails instead.
+"""
+import copy
+import json
+import os
+import re
+import shutil
+import time
+import urllib.request
+
+import pytest
+
+import make_tiny_models as tiny
+import run_main_job
+import workflow_api as wa
+from comfy_server import PACK_DIR, PACK_NAME, ComfyServer, make_input_image
+
+EXAMPLES = PACK_DIR / "example_workflows"
+WORKFLOWS = ["wan2.1_i2v_480p_focal_guidance", "wan2.2_i2v_a14b_focal_guidance",
+             "hunyuan_video_i2v_focal_guidance", "focal_guidance_probe"]
+FOCAL_NODES = {"FocalSemanticLayerProbe", "FocalSemanticLayerReport", "FocalRegionAnchor", "FocalAttentionTransfer"}
+# The nodes each workflow must contain (stock graph + Focal Guidance).
+REQUIRED_TYPES = {
+    "wan2.1_i2v_480p_focal_guidance": {"UNETLoader", "CLIPLoader", "CLIPVisionLoader", "CLIPVisionEncode", "VAELoader",
+                                       "LoadImage", "CLIPTextEncode", "WanImageToVideo", "KSampler", "VAEDecode",
+                                       "CreateVideo", "SaveVideo", "FocalRegionAnchor", "FocalAttentionTransfer"},
+    "wan2.2_i2v_a14b_focal_guidance": {"UNETLoader", "CLIPLoader", "VAELoader", "LoadImage", "CLIPTextEncode",
+                                       "WanImageToVideo", "KSamplerAdvanced", "VAEDecode", "CreateVideo", "SaveVideo",
+                                       "FocalRegionAnchor", "FocalAttentionTransfer"},
+    "hunyuan_video_i2v_focal_guidance": {"UNETLoader", "DualCLIPLoader", "CLIPVisionLoader", "CLIPVisionEncode",
+                                         "VAELoader", "LoadImage", "TextEncodeHunyuanVideo_ImageToVideo",
+                                         "HunyuanImageToVideo", "SamplerCustomAdvanced", "SaveAnimatedWEBP",
+                                         "FocalRegionAnchor", "FocalAttentionTransfer"},
+    "focal_guidance_probe": {"UNETLoader", "CLIPLoader", "CLIPVisionLoader", "WanImageToVideo", "KSampler", "VAEDecode",
+                             "SaveVideo", "SaveImage", "FocalSemanticLayerProbe", "FocalSemanticLayerReport",
+                             "FocalAttentionTransfer"},
+}
+STOCK_FILES = {
+    "wan2.1_i2v_480p_focal_guidance": {tiny.WAN_I2V, tiny.WAN_VAE, "umt5_xxl_fp8_e4m3fn_scaled.safetensors",
+                                       "clip_vision_h.safetensors"},
+    "wan2.2_i2v_a14b_focal_guidance": {tiny.WAN22_HIGH, tiny.WAN22_LOW, tiny.WAN_VAE,
+                                       "umt5_xxl_fp8_e4m3fn_scaled.safetensors"},
+    "hunyuan_video_i2v_focal_guidance": {tiny.HUNYUAN_I2V, "clip_l.safetensors", "llava_llama3_fp8_scaled.safetensors",
+                                         "llava_llama3_vision.safetensors", "hunyuan_video_vae_bf16.safetensors"},
+    "focal_guidance_probe": {tiny.WAN_I2V, tiny.WAN_VAE, "umt5_xxl_fp8_e4m3fn_scaled.safetensors",
+                             "clip_vision_h.safetensors"},
+}
+HUNYUAN_VAE = "hunyuan_video_vae_bf16.safetensors"
+PLACEHOLDERS = ["text_encoders/umt5_xxl_fp8_e4m3fn_scaled.safetensors", "text_encoders/clip_l.safetensors",
+                "text_encoders/llava_llama3_fp8_scaled.safetensors", "clip_vision/clip_vision_h.safetensors",
+                "clip_vision/llava_llama3_vision.safetensors", f"vae/{HUNYUAN_VAE}"]
+WIDTH, HEIGHT, LENGTH, STEPS = 96, 64, 9, 4
+TINY_BLOCKS = {"wan": ("2-3", "1"), "hunyuan_video": ("3-4", "1")}
+WORD_CLIP = "FocalStandInWordTokenizerCLIP"
+MASKED_IMAGE = "focal_guidance_start_masked.png"
+RUN_TIMEOUT = 300
+
+
+
+def load(name):
+    return json.loads((EXAMPLES / f"{name}.json").read_text(encoding="utf-8"))
+
+
+def nodes_of(workflow, kind):
+    return [n for n in workflow["nodes"] if n["type"] == kind]
+
+
+# ---- fixtures -------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def workflow_models(tiny_models, tmp_path_factory):
+    """The tiny checkpoints (linked, stock names) plus empty placeholders for the encoder files."""
+    root = tmp_path_factory.mktemp("workflow_models")
+    for path in tiny_models.glob("*/*.safetensors"):
+        (root / path.parent.name).mkdir(exist_ok=True)
+        (root / path.parent.name / path.name).symlink_to(path)
+    for rel in PLACEHOLDERS:
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(b"")
+    return root
+
+
+def _masked_start_image(path):
+    """128x64 RGBA whose alpha is 0 (MaskEditor paint = LoadImage MASK 1) on x 16..63: after the
+    templates' centre crop to 96x64 (x 16..111) that is the left half of the frame."""
+    from PIL import Image
+    base = make_input_image(path.with_suffix(".rgb.png"), 128, 64)
+    img = Image.open(base).convert("RGBA")
+    alpha = Image.new("L", img.size, 255)
+    alpha.paste(0, (16, 0, 64, 64))
+    img.putalpha(alpha)
+    img.save(path)
+    base.unlink()
+    return path
+
+
+@pytest.fixture(scope="module")
+def workflow_server(workflow_models, tmp_path_factory, artifacts_dir):
+    """Its own host: the pack, the stand-ins, the word-tokenizer CLIP; stopped by pid at the end."""
+    server = ComfyServer(tmp_path_factory.mktemp("workflow_server"), models_dir=workflow_models)
+    image = run_main_job.start_image_name(load("focal_guidance_probe"))
+    make_input_image(server.input_dir / image, WIDTH, HEIGHT)
+    _masked_start_image(server.input_dir / MASKED_IMAGE)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+        if server.log_path.exists():
+            shutil.copy(server.log_path, artifacts_dir / "workflow_server.log")
+
+
+@pytest.fixture(scope="module")
+def object_info(workflow_server):
+    info = workflow_server.object_info()
+    assert WORD_CLIP in info, "the test-only word-tokenizer CLIP did not load" + workflow_server.log_excerpt()
+    return info
+
+
+# ---- the files ------------------------------------------------------------------------------
+def test_every_template_has_json_and_thumbnail():
+    from PIL import Image
+    names = sorted(p.stem for p in EXAMPLES.glob("*.json"))
+    assert names == sorted(WORKFLOWS)
+    for name in WORKFLOWS:
+        with Image.open(EXAMPLES / f"{name}.jpg") as thumb:
+            assert thumb.format == "JPEG" and min(thumb.size) >= 256, (name, thumb.format, thumb.size)
+
+
+@pytest.mark.parametrize("name", WORKFLOWS)
+def test_template_is_ui_format_with_notes(name):
+    wf = load(name)
+    assert wf["version"] == 0.4
+    assert {"last_node_id", "last_link_id", "nodes", "links", "groups", "config", "extra"} <= set(wf)
+    for node in wf["nodes"]:
+        assert {"id", "type", "pos", "size", "flags", "order", "mode", "inputs", "outputs", "properties",
+                "widgets_values"} <= set(node), node.get("type")
+        assert node["mode"] == 0, f"{name}: node {node['id']} {node['type']} ships muted or bypassed"
+    assert max(n["id"] for n in wf["nodes"]) <= wf["last_node_id"]
+    assert all(len(link) == 6 for link in wf["links"]) and max(link[0] for link in wf["links"]) <= wf["last_link_id"]
+    types = {n["type"] for n in wf["nodes"]}
+    assert REQUIRED_TYPES[name] <= types, REQUIRED_TYPES[name] - types
+    notes = nodes_of(wf, "MarkdownNote") + nodes_of(wf, "Note")
+    assert notes, "every template explains its settings in a note"
+    text = notes[0]["widgets_values"][0]
+    for word in ("weak_blocks", "source_blocks", "alpha"):
+        assert word in text, f"{name}: the note does not explain {word}"
+    files = {v for n in wf["nodes"] for v in n["widgets_values"] if isinstance(v, str) and v.endswith(".safetensors")}
+    assert files == STOCK_FILES[name]
+    for sampler in nodes_of(wf, "KSampler") + nodes_of(wf, "KSamplerAdvanced") + nodes_of(wf, "RandomNoise"):
+        assert "fixed" in sampler["widgets_values"], "seeds ship fixed, so bypassing Focal Guidance compares like with like"
+
+
+@pytest.mark.parametrize("name", [w for w in WORKFLOWS if w != "focal_guidance_probe"])
+def test_region_anchor_ships_in_a_mode_that_needs_no_extra_download(name):
+    wf = load(name)
+    (anchor,) = nodes_of(wf, "FocalRegionAnchor")
+    assert anchor["widgets_values"][2] == "model attention (fallback)"
+    note = (nodes_of(wf, "MarkdownNote") + nodes_of(wf, "Note"))[0]["widgets_values"][0]
+    assert "mask only" in note and "clip" in note and "fallback" in note
+    linked = {i["name"] for i in anchor["inputs"] if i.get("link") is not None}
+    assert {"image", "text_encoder", "prompt", "mask", "latent"} <= linked, linked
+
+
+def test_probe_report_strings_are_linked_into_transfer_widget_inputs():
+    wf = load("focal_guidance_probe")
+    (report,), (transfer,) = nodes_of(wf, "FocalSemanticLayerReport"), nodes_of(wf, "FocalAttentionTransfer")
+    links = {link[0]: link for link in wf["links"]}
+    for out_slot, widget in ((2, "weak_blocks"), (3, "source_blocks")):
+        (slot,) = [i for i, inp in enumerate(transfer["inputs"]) if inp["name"] == widget]
+        entry = transfer["inputs"][slot]
+        assert entry["widget"] == {"name": widget} and entry["type"] == "STRING" and entry["link"] is not None
+        assert links[entry["link"]] == [entry["link"], report["id"], out_slot, transfer["id"], slot, "STRING"]
+        assert entry["link"] in report["outputs"][out_slot]["links"]
+
+
+# ---- conversion and validation against the real host ----------------------------------------
+@pytest.mark.parametrize("name", WORKFLOWS)
+def test_template_converts_and_validates_against_the_host(name, object_info):
+    wf = load(name)
+    api, errors = wa.convert(wf, object_info)
+    assert errors == [], "\n".join(errors)
+    assert {n["class_type"] for n in api.values()} >= REQUIRED_TYPES[name] & set(object_info)
+    assert not any(n["class_type"] in ("MarkdownNote", "Note") for n in api.values())
+    executable = [n for n in wf["nodes"] if n["type"] in object_info]
+    assert set(api) == {str(n["id"]) for n in executable}
+    for node in api.values():          # every required input is given, with a legal value or a link
+        spec = object_info[node["class_type"]]
+        assert set(spec["input"].get("required", {})) <= set(node["inputs"]), node
+
+
+def test_probe_api_graph_feeds_report_strings_to_the_transfer(object_info):
+    api = wa.to_api(load("focal_guidance_probe"), object_info)
+    (report,) = [k for k, n in api.items() if n["class_type"] == "FocalSemanticLayerReport"]
+    (transfer,) = [n for n in api.values() if n["class_type"] == "FocalAttentionTransfer"]
+    assert transfer["inputs"]["weak_blocks"] == [report, 2]
+    assert transfer["inputs"]["source_blocks"] == [report, 3]
+
+
+def test_validation_reports_readable_errors(object_info):
+    wf = copy.deepcopy(load("wan2.1_i2v_480p_focal_guidance"))
+    (transfer,) = nodes_of(wf, "FocalAttentionTransfer")
+    transfer["widgets_values"][2] = 7.5                                    # alpha max is 1
+    (sampler,) = nodes_of(wf, "KSampler")
+    sampler["widgets_values"][4] = "no_such_sampler"
+    (anchor,) = nodes_of(wf, "FocalRegionAnchor")
+    image = next(i for i in anchor["inputs"] if i["name"] == "image")
+    image_link = next(link for link in wf["links"] if link[0] == image["link"])
+    unet = nodes_of(wf, "UNETLoader")[0]
+    image_link[1], image_link[2] = unet["id"], 0                           # MODEL into IMAGE
+    wf["nodes"].append({"id": 999, "type": "NoSuchNode", "pos": [0, 0], "size": [10, 10], "flags": {}, "order": 0,
+                        "mode": 0, "inputs": [], "outputs": [{"name": "X", "type": "X", "links": [9999]}],
+                        "properties": {}, "widgets_values": []})
+    errors = wa.validate(wf, object_info)
+    text = "\n".join(errors)
+    assert (f"node {transfer['id']} FocalAttentionTransfer ('Focal Attention Transfer'): "
+            "'alpha' value 7.5 is above its maximum 1") in text
+    assert "'sampler_name' value 'no_such_sampler' is not among its options" in text
+    assert f"'image' expects IMAGE but is linked to MODEL output 0 of node {unet['id']} UNETLoader" in text
+    assert "node 999 NoSuchNode: this node type is not installed on the host" in text
+    with pytest.raises(wa.WorkflowError) as raised:
+        wa.to_api(wf, object_info)
+    assert raised.value.errors == errors
+
+
+# ---- end to end through /prompt ---------------------------------------------------------------
+def family_of(api):
+    return "hunyuan_video" if any(n["class_type"] == "DualCLIPLoader" for n in api.values()) else "wan"
+
+
+def executable(name, object_info, **anchor):
+    """The template as an API graph with the test substitutions of the module docstring."""
+    api = wa.to_api(load(name), object_info)
+    family = family_of(api)
+    api, notes = wa.substitute_standins(api, clip_standin=WORD_CLIP)
+    for node in api.values():
+        kind, inputs = node["class_type"], node["inputs"]
+        if kind == "FocalAttentionTransfer" and not isinstance(inputs["weak_blocks"], list):
+            inputs["weak_blocks"], inputs["source_blocks"] = TINY_BLOCKS[family]
+        elif kind == "FocalSemanticLayerReport":
+            inputs.update(run_main_job.TINY_REPORT)
+        elif kind == "VAELoader" and inputs["vae_name"] == HUNYUAN_VAE:
+            inputs["vae_name"] = tiny.WAN_VAE
+        elif kind == "FocalRegionAnchor":
+            inputs.update(anchor)
+    wa.shrink(api, width=WIDTH, height=HEIGHT, length=LENGTH, steps=STEPS)
+    classes = {n["class_type"] for n in api.values()}
+    assert not classes & {"CLIPLoader", "DualCLIPLoader", "CLIPVisionLoader", "CLIPTextEncode", "CLIPVisionEncode",
+                          "TextEncodeHunyuanVideo_ImageToVideo"}, classes
+    return api, notes
+
+
+def video_frames(path):
+    import av
+    import numpy as np
+    with av.open(str(path)) as container:
+        return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
+
+
+def check_outputs(server, object_info, api, entry):
+    """Every output node has outputs in /history and its files exist; returns {node id: [paths]}."""
+    paths = server.output_paths(entry)
+    for nid, node in api.items():
+        if object_info[node["class_type"]].get("output_node"):
+            assert nid in entry["outputs"], f"output node {nid} {node['class_type']} left nothing in /history"
+            assert paths.get(nid), f"{nid} {node['class_type']}: no files in {entry['outputs'][nid]}"
+            for path in paths[nid]:
+                assert path.is_file() and path.stat().st_size > 0, path
+    return paths
+
+
+def anchor_summary(api, entry):
+    (anchor,) = [k for k, n in api.items() if n["class_type"] == "FocalRegionAnchor"]
+    return entry["outputs"][anchor]["text"][0]
+
+
+@pytest.mark.parametrize("name", WORKFLOWS)
+def test_template_runs_end_to_end(name, workflow_server, object_info, artifacts_dir):
+    api, notes = executable(name, object_info)
+    began = time.monotonic()
+    entry = workflow_server.run(api, timeout=RUN_TIMEOUT)
+    seconds = time.monotonic() - began
+    assert entry["status"]["status_str"] == "success"
+    paths = check_outputs(workflow_server, object_info, api, entry)
+    print(f"{name}: ran in {seconds:.1f} s on CPU; substitutions: {notes}")
+
+    saves = {k: n for k, n in api.items() if n["class_type"] in ("SaveVideo", "SaveAnimatedWEBP")}
+    assert saves
+    for nid, node in saves.items():
+        (path,) = paths[nid]
+        shutil.copy(path, artifacts_dir / f"workflow_{name}_{path.name}")
+        if node["class_type"] == "SaveVideo":
+            frames = video_frames(path)
+            assert frames.shape == (LENGTH, HEIGHT, WIDTH, 3), frames.shape
+        else:                                   # HunyuanVideo: Image From Batch drops the first 4 frames
+            from PIL import Image
+            with Image.open(path) as webp:
+                assert (webp.n_frames, webp.size) == (LENGTH - 4, (WIDTH, HEIGHT))
+    if name != "focal_guidance_probe":
+        summary = anchor_summary(api, entry)
+        assert "mode 'model attention (fallback)'" in summary and "tokens [" in summary, summary
+        return
+
+    (report,) = [k for k, n in api.items() if n["class_type"] == "FocalSemanticLayerReport"]
+    panel = entry["outputs"][report]["focal_probe"][0]
+    assert panel["weak_blocks"] and panel["responsive_blocks"], panel
+    assert not set(re.findall(r"\d+", panel["weak_blocks"])) & set(re.findall(r"\d+", panel["responsive_blocks"]))
+    from PIL import Image
+    for slot, prefix in ((0, "curve"), (1, "heatmaps")):
+        (saver,) = [k for k, n in api.items() if n["class_type"] == "SaveImage" and n["inputs"]["images"] == [report, slot]]
+        (path,) = paths[saver]
+        assert path.name.startswith(prefix)
+        with Image.open(path) as img:
+            assert img.size[0] >= 400 and img.size[1] >= 40, img.size
+    by_prefix = {n["inputs"]["filename_prefix"]: paths[k][0] for k, n in saves.items()}
+    baseline, focal = video_frames(by_prefix["focal_probe/baseline"]), video_frames(by_prefix["focal_probe/focal"])
+    assert abs(baseline.astype(int) - focal.astype(int)).max() > 0, "the transfer pass equals the baseline pass"
+
+
+def test_wan21_mask_only_mode_uses_the_painted_region_with_the_image_crop(workflow_server, object_info):
+    """Region Anchor in 'mask only' with a painted start image (alpha = 0 on x 16..63 of 128x64): the
+    template scales and centre-crops the mask with the image, so the region is the left half (50 %)."""
+    api, _ = executable("wan2.1_i2v_480p_focal_guidance", object_info, mode="mask only")
+    (loader,) = [n for n in api.values() if n["class_type"] == "LoadImage"]
+    loader["inputs"]["image"] = MASKED_IMAGE
+    entry = workflow_server.run(api, timeout=RUN_TIMEOUT)
+    assert entry["status"]["status_str"] == "success"
+    check_outputs(workflow_server, object_info, api, entry)
+    summary = anchor_summary(api, entry)
+    areas = [int(a) for a in re.findall(r"area (\d+)%", summary)]
+    assert "mode 'mask only'" in summary and areas, summary
+    assert all(45 <= a <= 55 for a in areas), f"expected the left half (a stretched mask gives 38 %): {summary}"
+
+
+def test_templates_are_served_for_browse_templates(workflow_server):
+    listed = workflow_server.get("/workflow_templates")
+    assert sorted(listed.get(PACK_NAME, [])) == sorted(WORKFLOWS), listed
+    for name in WORKFLOWS:
+        served = workflow_server.get(f"/api/workflow_templates/{PACK_NAME}/{name}.json")
+        served = json.loads(served) if isinstance(served, bytes) else served
+        assert served == load(name)
+        thumb = workflow_server.get(f"/api/workflow_templates/{PACK_NAME}/{name}.jpg")
+        assert thumb == (EXAMPLES / f"{name}.jpg").read_bytes()
+
+
+def test_main_job_graph_is_the_converted_probe_workflow(workflow_server, object_info):
+    graph, notes = run_main_job.main_graph(object_info, width=WIDTH, height=HEIGHT, length=5, steps=2)
+    api = wa.to_api(load("focal_guidance_probe"), object_info)
+    assert set(api) - set(graph) == {k for k, n in api.items() if n["class_type"] in ("CLIPLoader", "CLIPVisionLoader")}
+    assert graph["focal_frames"]["class_type"] == "SaveImage"
+    assert any("FocalStandInTextEncode" in note for note in notes)
+
+
+# ---- the real frontend: load -> save round trip, and its own API conversion -------------------
+@pytest.fixture(scope="module")
+def frontend(workflow_server):
+    """Headless Chromium on the real frontend of the workflow server (test_browser.py's helpers)."""
+    from test_browser import APP, CHROMIUM, CHROMIUM_ARGS, REQUIRE_BROWSER, VIEWPORT
+    if CHROMIUM is None:
+        if REQUIRE_BROWSER:
+            pytest.fail("FOCAL_REQUIRE_BROWSER is set but no chromium was found: apt-get install -y chromium")
+        pytest.skip("no chromium on PATH (apt-get install -y chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.fail("the Python package 'playwright' is missing: pip install -r requirements-test.txt")
+    # No first-run template dialog in this throwaway user folder.
+    request = urllib.request.Request(f"{workflow_server.url}/settings/Comfy.TutorialCompleted",
+                                     data=b"true", method="POST")
+    urllib.request.urlopen(request, timeout=30).close()
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport=VIEWPORT, device_scale_factor=1)
+            local = workflow_server.url
+            page.route("**/*", lambda route: route.continue_() if route.request.url.startswith(local) else route.abort())
+            page.problems = []
+            page.on("pageerror", lambda err: page.problems.append(f"pageerror: {err}"))
+            page.goto(local + "/", wait_until="domcontentloaded")
+            page.wait_for_function(f"""() => {{ const app = {APP};
+                return !!(app && app.graph && app.canvas
+                          && window.LiteGraph?.registered_node_types?.FocalAttentionTransfer); }}""", timeout=90_000)
+            page.app = APP
+            yield page
+        finally:
+            browser.close()
+
+
+ROUND_TRIP = """async ([url, name]) => {
+    const app = %s;
+    const workflow = await (await fetch(url)).json();      // what Browse Templates fetches
+    await app.loadGraphData(workflow, true, true, name);
+    const first = JSON.parse(JSON.stringify(app.graph.serialize()));    // what Save writes
+    const prompt = await app.graphToPrompt();
+    await app.loadGraphData(JSON.parse(JSON.stringify(first)), true, true, name);
+    const second = JSON.parse(JSON.stringify(app.graph.serialize()));
+    return {first, second, api: prompt.output};
+}"""
+
+
+def _essence(workflow):
+    """What a round trip must keep: per node type, mode, title, widget values, linked inputs; links."""
+    nodes = {n["id"]: (n["type"], n.get("mode", 0), n.get("title"), json.dumps(n.get("widgets_values")),
+                       sorted((i["name"], i["link"]) for i in n.get("inputs") or [] if i.get("link") is not None))
+             for n in workflow["nodes"]}
+    return nodes, sorted(tuple(link[:6]) for link in workflow["links"])
+
+
+@pytest.mark.parametrize("name", WORKFLOWS)
+def test_frontend_round_trip_keeps_widget_values_and_matches_its_api(name, frontend, workflow_server, object_info):
+    url = f"{workflow_server.url}/api/workflow_templates/{PACK_NAME}/{name}.json"
+    result = frontend.evaluate(ROUND_TRIP % frontend.app, [url, name])
+    original = load(name)
+    nodes, links = _essence(original)
+    saved_nodes, saved_links = _essence(result["first"])
+    for nid, node in nodes.items():
+        assert saved_nodes.get(nid) == node, f"{name}: node {nid} changed on load -> save:\n{node}\n{saved_nodes.get(nid)}"
+    assert saved_links == links
+    assert _essence(result["second"]) == (saved_nodes, saved_links), "a second load -> save changed the workflow"
+
+    # The frontend's own UI -> API conversion agrees with scripts/workflow_api.py.
+    ours = wa.to_api(original, object_info)
+    theirs = result["api"]
+    assert sorted(theirs) == sorted(ours)
+    for nid in ours:
+        assert theirs[nid]["class_type"] == ours[nid]["class_type"]
+        assert theirs[nid]["inputs"] == ours[nid]["inputs"], f"{name} node {nid}"
+    ours_problems = [p for p in frontend.problems if "Focal" in p or "focal" in p]
+    assert not ours_problems, ours_problems
+
+
+# ---- converter rules on small synthetic graphs (no host needed) -----------------------------
+INFO = {
+    "Loader": {"input": {"required": {"name": [["a.safetensors", "b.safetensors"]]}},
+               "input_order": {"required": ["name"]}, "output": ["MODEL"], "output_node": False},
+    "Load": {"input": {"required": {"file": [["f.png"], {"image_upload": True}]}},
+             "output": ["IMAGE", "MASK"], "output_node": False},
+    "Sampler": {"input": {"required": {"model": ["MODEL"], "seed": ["INT", {"min": 0, "max": 10}],
+                                       "pick": ["COMBO", {"options": ["x", "y"], "control_after_generate": True}],
+                                       "steps": ["INT", {"min": 1, "max": 100, "control_after_generate": False}]},
+                         "optional": {"image": ["IMAGE"], "label": ["STRING", {}], "blocks": ["STRING", {}]}},
+                "input_order": {"required": ["model", "seed", "pick", "steps"], "optional": ["image", "label", "blocks"]},
+                "output": ["LATENT", "STRING"], "output_node": False},
+    "Save": {"input": {"required": {"latent": ["LATENT"], "prefix": ["STRING", {}]}}, "output": [], "output_node": True},
+}
+
+
+def _graph(*nodes, links=()):
+    out = []
+    for nid, kind, widgets, inputs, outputs, *mode in nodes:
+        out.append({"id": nid, "type": kind, "mode": mode[0] if mode else 0, "widgets_values": widgets,
+                    "inputs": [{"name": n, "type": t, "link": link, **({"widget": {"name": n}} if w else {})}
+                               for n, t, link, w in inputs],
+                    "outputs": [{"name": t, "type": t, "links": ls} for t, ls in outputs]})
+    return {"nodes": out, "links": [list(link) for link in links]}
+
+
+def _sampler_graph(sampler_mode=0, between=None):
+    """Loader(1) -> [between(5)] -> Sampler(2) -> Save(3); Load(4) image -> Sampler.image."""
+    nodes = [
+        (1, "Loader", ["b.safetensors"], [], [("MODEL", [1])]),
+        (2, "Sampler", [7, "fixed", "y", "fixed", "", 12, "label text", "0-3"],
+         [("model", "MODEL", 2 if between else 1, False), ("image", "IMAGE", 4, False)],
+         [("LATENT", [3]), ("STRING", [])], sampler_mode),
+        (3, "Save", ["out"], [("latent", "LATENT", 3, False)], []),
+        (4, "Load", ["f.png", "image"], [], [("IMAGE", [4]), ("MASK", [])]),
+    ]
+    links = [(1, 1, 0, 5 if between else 2, 0, "MODEL"), (3, 2, 0, 3, 0, "LATENT"), (4, 4, 0, 2, 1, "IMAGE")]
+    if between:
+        nodes.append((5, between, [], [("", "*", 1, False)], [("*", [2])]))
+        links.append((2, 5, 0, 2, 0, "MODEL"))
+    return _graph(*nodes, links=links)
+
+
+def test_convert_widget_layout_controls_and_uploads():
+    api, errors = wa.convert(_sampler_graph(), INFO)
+    assert errors == []
+    assert api["2"]["inputs"] == {"seed": 7, "pick": "y", "steps": 12, "label": "label text", "blocks": "0-3",
+                                  "model": ["1", 0], "image": ["4", 0]}
+    assert api["4"]["inputs"] == {"file": "f.png"}                 # the upload button's value is dropped
+    assert api["2"]["_meta"] == {"title": "Sampler"}
+    layout = [(name, extra) for name, _, _, extra in wa.widget_layout(INFO["Sampler"])]
+    assert layout == [("seed", 1), ("pick", 2), ("steps", 0), ("label", 0), ("blocks", 0)]
+
+
+def test_convert_follows_reroutes_and_bypass_and_drops_muted():
+    api, errors = wa.convert(_sampler_graph(between="Reroute"), INFO)
+    assert errors == [] and "5" not in api and api["2"]["inputs"]["model"] == ["1", 0]
+    wf = _sampler_graph()
+    wf["nodes"].append({"id": 6, "type": "Sampler", "mode": 4, "widgets_values": [0, "fixed", "x", "fixed", "", 1, "", ""],
+                        "inputs": [{"name": "model", "type": "MODEL", "link": 5}],
+                        "outputs": [{"name": "LATENT", "type": "LATENT", "links": [6]}]})
+    wf["nodes"].append({"id": 7, "type": "Save", "mode": 0, "widgets_values": ["bypassed"],
+                        "inputs": [{"name": "latent", "type": "LATENT", "link": 6}], "outputs": []})
+    wf["nodes"][0]["outputs"][0]["links"].append(5)
+    wf["links"] += [[5, 1, 0, 6, 0, "MODEL"], [6, 6, 0, 7, 0, "LATENT"]]
+    api, errors = wa.convert(wf, INFO)
+    # a bypassed node passes an input of its output's type; a MODEL is no LATENT, so nothing feeds Save 7
+    assert "6" not in api and "latent" not in api["7"]["inputs"]
+    assert errors == ["node 7 Save: required input 'latent' is not given (no link)"]
+    muted = _sampler_graph(sampler_mode=2)
+    api, errors = wa.convert(muted, INFO)
+    assert "2" not in api and errors == ["node 3 Save: required input 'latent' is not given (no link)"]
+
+
+def test_convert_bypassed_node_passes_its_input_of_the_same_type():
+    wf = _sampler_graph()
+    wf["nodes"].append({"id": 11, "type": "Pass", "mode": 4, "widgets_values": [],
+                        "inputs": [{"name": "latent", "type": "LATENT", "link": 3}],
+                        "outputs": [{"name": "LATENT", "type": "LATENT", "links": [12]}]})
+    wf["nodes"][2]["inputs"][0]["link"] = 12
+    wf["links"][1] = [3, 2, 0, 11, 0, "LATENT"]
+    wf["links"].append([12, 11, 0, 3, 0, "LATENT"])
+    info = {**INFO, "Pass": {"input": {"required": {"latent": ["LATENT"]}}, "output": ["LATENT"], "output_node": False}}
+    api, errors = wa.convert(wf, info)
+    assert errors == [] and "11" not in api and api["3"]["inputs"]["latent"] == ["2", 0]
+
+
+def test_convert_link_into_widget_input_replaces_the_widget_value():
+    wf = _sampler_graph()
+    wf["nodes"].append({"id": 8, "type": "Sampler", "mode": 0, "widgets_values": [1, "fixed", "x", "fixed", "", 3, "", ""],
+                        "inputs": [{"name": "model", "type": "MODEL", "link": 7},
+                                   {"name": "blocks", "type": "STRING", "widget": {"name": "blocks"}, "link": 8}],
+                        "outputs": [{"name": "LATENT", "type": "LATENT", "links": []}]})
+    wf["nodes"][1]["outputs"][1]["links"] = [8]
+    wf["nodes"][0]["outputs"][0]["links"].append(7)
+    wf["links"] += [[7, 1, 0, 8, 0, "MODEL"], [8, 2, 1, 8, 1, "STRING"]]
+    api, errors = wa.convert(wf, INFO)
+    assert errors == [] and api["8"]["inputs"]["blocks"] == ["2", 1] and api["8"]["inputs"]["label"] == ""
+
+
+def test_convert_reports_every_problem():
+    wf = _sampler_graph()
+    sampler = wf["nodes"][1]
+    sampler["widgets_values"] = [70, "fixed", "z", "fixed", "", 0.5, 3, "0-3"]
+    wf["nodes"][0]["widgets_values"] = ["c.safetensors"]
+    wf["links"][2][2] = 1                                           # Load's MASK into Sampler.image
+    wf["nodes"][3]["outputs"][1]["links"] = [4]
+    wf["nodes"][3]["outputs"][0]["links"] = []
+    wf["nodes"].append({"id": 9, "type": "Mystery", "mode": 0, "widgets_values": [], "inputs": [],
+                        "outputs": [{"name": "X", "type": "X", "links": [99]}]})
+    wf["nodes"].append({"id": 10, "type": "MarkdownNote", "mode": 0, "widgets_values": ["# hi"], "inputs": [],
+                        "outputs": []})
+    errors = wa.validate(wf, INFO)
+    assert ("node 1 Loader: 'name' value 'c.safetensors' is not among its options "
+            "['a.safetensors', 'b.safetensors']") in errors
+    assert "node 2 Sampler: 'seed' value 70 is above its maximum 10" in errors
+    assert "node 2 Sampler: 'pick' value 'z' is not among its options ['x', 'y']" in errors
+    assert "node 2 Sampler: 'steps' value 0.5 is not an integer" in errors
+    assert "node 2 Sampler: 'label' value 3 is not a string" in errors
+    assert "node 2 Sampler: 'image' expects IMAGE but is linked to MASK output 1 of node 4 Load" in errors
+    assert "node 9 Mystery: this node type is not installed on the host (not in /object_info)" in errors
+    assert not any("MarkdownNote" in e for e in errors)
+    short = _sampler_graph()
+    short["nodes"][1]["widgets_values"] = [7, "y"]
+    errors = wa.validate(short, INFO)
+    assert any("widgets_values has 2 values but its widgets ['seed', 'pick', 'steps', 'label', 'blocks']" in e
+               for e in errors), errors
+    assert wa.validate({"nodes": [], "links": []}, INFO) == []
+    no_output = _sampler_graph()
+    no_output["nodes"] = no_output["nodes"][:2] + no_output["nodes"][3:]
+    no_output["nodes"][1]["outputs"][0]["links"] = []
+    no_output["links"] = [link for link in no_output["links"] if link[3] != 3]
+    assert "the workflow has no output node (e.g. SaveImage, SaveVideo)" in wa.validate(no_output, INFO)
+
+
+def test_substitute_standins_and_shrink():
+    api = {
+        "1": {"class_type": "CLIPLoader", "inputs": {"clip_name": "umt5.safetensors", "type": "wan", "device": "default"}},
+        "2": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 0], "text": ["9", 0]}},
+        "3": {"class_type": "CLIPVisionLoader", "inputs": {"clip_name": "v.safetensors"}},
+        "4": {"class_type": "CLIPVisionEncode", "inputs": {"clip_vision": ["3", 0], "image": ["5", 0], "crop": "none"}},
+        "6": {"class_type": "FocalRegionAnchor", "inputs": {"text_encoder": ["1", 0]}},
+        "7": {"class_type": "KSamplerAdvanced", "inputs": {"steps": 20, "start_at_step": 10, "end_at_step": 10000}},
+        "8": {"class_type": "WanImageToVideo", "inputs": {"width": ["10", 0], "height": 480, "length": 81}},
+    }
+    with pytest.raises(ValueError, match="still used by"):
+        wa.substitute_standins(api)
+    out, notes = wa.substitute_standins(api, clip_standin=WORD_CLIP)
+    assert out["2"]["class_type"] == "FocalStandInTextEncode" and out["2"]["inputs"]["text"] == ["9", 0]
+    assert out["2"]["inputs"]["family"] == "wan"
+    assert out["4"] == {"class_type": "FocalStandInClipVision", "inputs": {"image": ["5", 0]},
+                        "_meta": {"title": "CLIPVisionEncode [stand-in]"}}
+    assert "3" not in out and out["1"]["class_type"] == WORD_CLIP and out["1"]["inputs"] == {"family": "wan"}
+    assert api["2"]["class_type"] == "CLIPTextEncode", "the input graph is not modified"
+    wa.shrink(out, width=96, height=64, length=9, steps=4)
+    assert out["7"]["inputs"] == {"steps": 4, "start_at_step": 2, "end_at_step": 10000}
+    assert out["8"]["inputs"] == {"width": ["10", 0], "height": 64, "length": 9}
+    assert len(notes) == 4
+
+
+def test_command_line_converts_with_a_saved_object_info(tmp_path, capsys):
+    info = tmp_path / "info.json"
+    info.write_text(json.dumps(INFO))
+    wf = tmp_path / "wf.json"
+    wf.write_text(json.dumps(_sampler_graph()))
+    assert wa.main([str(wf), "--object-info", str(info), "-o", str(tmp_path / "api.json")]) == 0
+    assert json.loads((tmp_path / "api.json").read_text())["3"]["inputs"] == {"prefix": "out", "latent": ["2", 0]}
+    bad = _sampler_graph()
+    bad["nodes"][0]["widgets_values"] = ["nope"]
+    wf.write_text(json.dumps(bad))
+    assert wa.main([str(wf), "--object-info", str(info)]) == 1
+    assert "error: node 1 Loader: 'name' value 'nope'" in capsys.readouterr().err
+
+
+if os.environ.get("FOCAL_PRINT_WORKFLOW_API"):      # debugging aid: dump the executed API graphs
+    def test_print_executable_graphs(object_info):
+        for name in WORKFLOWS:
+            print(name, json.dumps(executable(name, object_info)[0], indent=1))
