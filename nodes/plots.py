@@ -9,6 +9,7 @@ from PIL import Image, ImageDraw
 # A perceptually ordered ramp (viridis endpoints and midpoints), interpolated per value.
 _RAMP = np.array([[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]], np.float32) / 255
 WEAK, RESPONSIVE, SIM, MORAN, TREND = (220, 50, 47), (38, 139, 210), (40, 40, 40), (133, 153, 0), (160, 160, 160)
+SCORE = (108, 113, 196)
 
 
 def colormap(values: np.ndarray) -> np.ndarray:
@@ -30,7 +31,7 @@ def _normalise(values):
 
 
 def curve_image(report, width=720, height=320) -> torch.Tensor:
-    """Similarity, Moran's I (each min-max scaled) and the score trend against block index."""
+    """Similarity and Moran's I (each min-max scaled), the score and its depth trend, per block."""
     img = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(img)
     left, right, top, bottom = 40, width - 12, 28, height - 30
@@ -45,8 +46,8 @@ def curve_image(report, width=720, height=320) -> torch.Tensor:
             draw.rectangle([xs[b] - 5, top, xs[b] + 5, bottom], fill=tuple(c // 4 + 190 for c in colour))
     score_lo, score_hi = min(report.score + report.trend), max(report.score + report.trend)
     span = (score_hi - score_lo) or 1.0
-    for values, colour, scaled in ((report.trend, TREND, False), (report.similarity, SIM, True),
-                                   (report.morans, MORAN, True)):
+    for values, colour, scaled in ((report.trend, TREND, False), (report.score, SCORE, False),
+                                   (report.similarity, SIM, True), (report.morans, MORAN, True)):
         norm = _normalise(values) if scaled else (np.asarray(values) - score_lo) / span
         draw.line([(x, y(v)) for x, v in zip(xs, norm)], fill=colour, width=2)
         for x, v in zip(xs, norm):
@@ -55,7 +56,8 @@ def curve_image(report, width=720, height=320) -> torch.Tensor:
     for i, x in enumerate(xs):
         if n <= 24 or i % 5 == 0:
             draw.text((x - 4, bottom + 6), str(i), fill=(0, 0, 0))
-    legend = [("similarity", SIM), ("Moran's I", MORAN), ("trend", TREND), ("weak", WEAK), ("responsive", RESPONSIVE)]
+    legend = [("similarity", SIM), ("Moran's I", MORAN), ("score", SCORE), ("trend", TREND), ("weak", WEAK),
+              ("responsive", RESPONSIVE)]
     x = left
     for label, colour in legend:
         draw.rectangle([x, 8, x + 10, 18], fill=colour)
