@@ -5,7 +5,7 @@ the indices of the model's own text tokens it binds to. At run time it becomes a
 on those text columns for every video-token query: ``+β·M`` inside, ``−γ·(1−M)`` outside,
 weighted per latent frame (frame 0 = the reference frame, full strength).
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import kornia
 import torch
@@ -47,6 +47,14 @@ class RegionAnchor:
         if attention != "joint" or context_tokens is None or self.prompt_tokens is None:
             return 0
         return max(0, context_tokens - self.prompt_tokens)
+
+    @property
+    def is_placeholder(self) -> bool:
+        """True for the uniform 0.5 masks of Region Anchor's 'model attention (fallback)' mode."""
+        return bool(torch.all(self.masks == 0.5))
+
+    def with_masks(self, masks: torch.Tensor) -> "RegionAnchor":
+        return replace(self, masks=masks)
 
     @property
     def aspect(self) -> float:
@@ -92,3 +100,15 @@ class RegionAnchor:
         per_token = beta * column_mask - gamma * (1 - column_mask)    # [C, h·w]
         bias = (weights[:, None, None] * per_token[None]).permute(0, 2, 1).reshape(-1, len(columns))
         return torch.tensor(columns, dtype=torch.long), bias
+
+
+def attention_masks(response: torch.Tensor) -> torch.Tensor:
+    """Soft keyword masks [K, h, w] from keyword-attention maps [K, h, w] (the CLIP-free fallback).
+
+    Each map is divided by its own mean: tokens that attend to the keyword more than the average
+    token get weight, rising linearly to 1 at the strongest token; tokens at or below average get 0.
+    Relative to the mean rather than min-max, so a flat map (no preference) gives an empty mask.
+    """
+    ratio = response / response.mean((-2, -1), keepdim=True).clamp_min(1e-12)
+    peak = ratio.amax((-2, -1), keepdim=True)
+    return ((ratio - 1) / (peak - 1).clamp_min(1e-6)).clamp(0, 1)

@@ -89,13 +89,9 @@ def fit_mask(mask: torch.Tensor, count: int, size: tuple[int, int]) -> torch.Ten
 
 
 def placeholder_masks(count: int, size: tuple[int, int]) -> torch.Tensor:
-    """Uniform 0.5 masks: the anchor's regions are unknown until sampling (attention fallback)."""
+    """Uniform 0.5 masks: the anchor's regions are unknown until sampling (attention fallback);
+    ``RegionAnchor.is_placeholder`` recognises them and Focal Attention Transfer refines them."""
     return torch.full((count, *size), 0.5)
-
-
-def is_placeholder(masks: torch.Tensor) -> bool:
-    """True for masks from :func:`placeholder_masks`, which a consumer should refine itself."""
-    return bool(torch.all(masks == 0.5))
 
 
 def overlay(image: torch.Tensor, masks: torch.Tensor, alpha: float = 0.55) -> torch.Tensor:

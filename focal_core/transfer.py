@@ -5,12 +5,16 @@ weak blocks blend the mean of the cached maps into their own, ``P' = (1-α)·P +
 after adding the anchor bias to their logits. A source deeper than a weak block has not run
 yet in the current forward pass, so the weak block uses that source's previous-step map:
 the cache always holds each source's most recent map, per CFG branch.
+
+An anchor from Region Anchor's 'model attention (fallback)' mode has placeholder regions: the
+first active step only records, then the keyword regions are read off the source blocks' own
+attention to the keyword tokens on the reference frame, and the bias applies from the next step.
 """
 from dataclasses import dataclass
 
 import torch
 
-from .anchors import RegionAnchor
+from .anchors import RegionAnchor, attention_masks
 from .attention import TextEdit
 from .strategy import Handler, RunContext, TextCall
 
@@ -47,8 +51,12 @@ class AttentionTransfer(Handler):
         if ctx.batch > 1:
             raise ValueError(f"{self.node_name}: batch size {ctx.batch} is not supported (anchors and caches "
                              "are per video); set the latent batch_size to 1")
-        state = {"cache": {}, "bias": None, "columns": ALL_COLUMNS,
-                 "window": ctx.sigma_window(s.start_percent, s.end_percent)}
+        state = {"cache": {}, "cache_step": {}, "bias": None, "columns": ALL_COLUMNS, "pending": None,
+                 "grid": ctx.grid, "window": ctx.sigma_window(s.start_percent, s.end_percent)}
+        if s.anchor is not None and s.anchor.is_placeholder and not s.source_blocks:
+            raise ValueError(f"{self.node_name}: the anchor comes from Region Anchor's 'model attention "
+                             "(fallback)' mode, whose regions are read from the source blocks' attention; "
+                             "name source_blocks (e.g. the probe's responsive_blocks)")
         if s.anchor is not None:
             try:
                 offset = s.anchor.text_offset(ctx.context_tokens.get(0), ctx.attention)
@@ -60,7 +68,10 @@ class AttentionTransfer(Handler):
                 raise ValueError(f"{self.node_name}: the anchor binds text token {int(columns.max())} but the "
                                  f"positive prompt has {known} tokens; feed Region Anchor the same prompt "
                                  "and text encoder as the positive conditioning")
-            state["bias"] = (columns, bias)
+            if s.anchor.is_placeholder:
+                state["pending"] = (s.anchor, offset)
+            else:
+                state["bias"] = (columns, bias)
             if s.keyword_columns_only:
                 state["columns"] = columns
         return state
@@ -77,9 +88,11 @@ class AttentionTransfer(Handler):
             return None
         s, columns = self.settings, state["columns"]
         edit = TextEdit(record_per_head=s.per_head)
-        if call.block in s.source_blocks and s.alpha > 0:
+        if call.block in s.source_blocks and (s.alpha > 0 or state["pending"] is not None):
             edit.record_columns = columns
         if call.block in s.weak_blocks:
+            if state["pending"] is not None:
+                self._refine_anchor(state, call)
             if state["bias"] is not None and (s.beta or s.gamma):
                 edit.bias_columns, bias = state["bias"]
                 edit.bias = bias
@@ -93,3 +106,26 @@ class AttentionTransfer(Handler):
 
     def after(self, state, call: TextCall, recorded):
         state["cache"][(call.branch, call.block)] = recorded[0].detach()
+        state["cache_step"][(call.branch, call.block)] = call.step
+
+    def _refine_anchor(self, state, call: TextCall):
+        """Once every source has recorded a whole step, turn their keyword attention into masks."""
+        s = self.settings
+        keys = [(0, b) for b in sorted(s.source_blocks)]
+        steps = [state["cache_step"].get(k) for k in keys]
+        if None in steps or min(steps) >= call.step:
+            return
+        anchor, offset = state["pending"]
+        source = torch.stack([state["cache"][k] for k in keys]).mean(0)
+        if source.ndim == 3:                                   # per-head cache: [h, n, c]
+            source = source.mean(0)
+        recorded = (list(range(source.shape[-1])) if state["columns"] is ALL_COLUMNS
+                    else state["columns"].tolist())
+        frames, height, width = state["grid"]
+        frame0 = source[: height * width].float().cpu()       # reference frame tokens come first
+        maps = torch.stack([frame0[:, [recorded.index(i + offset) for i in span]].sum(-1).view(height, width)
+                            for span in anchor.token_spans])
+        refined = anchor.with_masks(attention_masks(maps))
+        state["bias"] = refined.bias(state["grid"], s.beta, s.gamma, text_offset=offset)
+        state["refined_masks"] = refined.masks
+        state["pending"] = None

@@ -62,3 +62,12 @@ def test_text_offset_places_prompt_after_leading_image_tokens():
     assert hy.text_offset(298, "cross") == 0          # Wan: the prompt starts the context
     assert hy.bias((1, 2, 2), 1.0, 0.0, text_offset=288)[0].tolist() == [289, 290]
     assert RegionAnchor(("cat",), torch.ones(1, 2, 2), ((1,),)).text_offset(298, "joint") == 0
+
+
+def test_attention_masks_are_relative_to_the_mean():
+    from focal_guidance.focal_core.anchors import attention_masks
+    response = torch.ones(2, 3, 4)
+    response[0, 1, 2] = 3.0                   # keyword 0 attended at one token
+    masks = attention_masks(response)
+    assert masks[0, 1, 2] == 1.0 and masks[0].sum() == 1.0
+    assert torch.all(masks[1] == 0)           # a flat map: no preference, empty mask

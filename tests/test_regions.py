@@ -136,8 +136,8 @@ def test_fit_mask_and_placeholder():
     with pytest.raises(ValueError, match="one per keyword"):
         regions.fit_mask(torch.rand(2, 10, 20), 3, (20, 40))
     placeholder = regions.placeholder_masks(2, (5, 7))
-    assert placeholder.shape == (2, 5, 7) and regions.is_placeholder(placeholder)
-    assert not regions.is_placeholder(fitted)
+    assert placeholder.shape == (2, 5, 7) and torch.all(placeholder == 0.5)
+    assert not torch.all(fitted == 0.5)
 
 
 def test_overlay_tints_each_region_in_its_own_colour():

@@ -325,3 +325,39 @@ def test_window_follows_a_model_sampling_node_placed_after_fg(tiny_models):
     expected = reshifted.get_model_object("model_sampling").percent_to_sigma(0.5)
     assert spy.edited_sigmas and min(spy.edited_sigmas) >= expected
     assert expected != model.get_model_object("model_sampling").percent_to_sigma(0.5)
+
+
+@pytest.mark.parametrize("family", ["wan_i2v", "hunyuan_i2v"])
+def test_attention_fallback_anchor_is_refined_from_source_blocks(tiny_models, family):
+    """A 'model attention (fallback)' anchor: step 1 only records, later steps carry a spatial bias."""
+    model = _host.load(tiny_models, family)
+    placeholder = RegionAnchor(("cat", "ball"), torch.full((2, 4, 6), 0.5), ((0,), (2, 3)),
+                               prompt_tokens=_host.TEXT_TOKENS)
+    settings = TransferSettings(**{**settings_for(model, weak=(3,), sources=(1, 4), alpha=0.0,
+                                                  anchor=placeholder).__dict__, "beta": 2.0, "gamma": 1.0})
+    patched, spy = spy_install(model, settings)
+    biases, states = {}, []
+    original = spy.edit_for
+
+    def capture(state, call):
+        edit = original(state, call)
+        states.append(state)
+        if edit is not None and call.block == 3:
+            biases.setdefault(call.step, edit.bias)
+        return edit
+    spy.edit_for = capture
+    out = _host.sample(patched, family, steps=3)
+    assert torch.isfinite(out).all() and not torch.equal(out, _host.sample(model, family, steps=3))
+    assert biases[0] is None and biases[1] is not None
+    masks = states[-1]["refined_masks"]
+    assert masks.shape == (2, 4, 6) and masks.max() == 1.0 and masks.min() == 0.0
+    frame0 = biases[1][:24]
+    assert frame0.unique().numel() > 2  # a soft spatial bias, not the placeholder's constant
+
+
+def test_attention_fallback_needs_source_blocks(tiny_models):
+    model = _host.load(tiny_models, "wan_i2v")
+    placeholder = RegionAnchor(("cat",), torch.full((1, 4, 6), 0.5), ((0,),))
+    with pytest.raises(ValueError, match="Focal Attention Transfer: the anchor comes from Region Anchor's "
+                                         "'model attention \\(fallback\\)' mode"):
+        _host.sample(transfer(model, sources="", anchor=placeholder, beta=1.0), "wan_i2v")
