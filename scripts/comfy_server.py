@@ -211,6 +211,16 @@ class ComfyServer:
         self.stop()
         return False
 
+    def serve(self, keep_log_as=None):
+        """Generator for a pytest fixture: start, yield self, and always stop by pid (pass or fail),
+        then copy the server log to ``keep_log_as`` when given."""
+        try:
+            yield self.start()
+        finally:
+            self.stop()
+            if keep_log_as is not None and self.log_path.exists():
+                shutil.copy(self.log_path, keep_log_as)
+
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
 

@@ -118,13 +118,7 @@ def sync_playwright():
 def browser_server(sync_playwright, tiny_models, tmp_path_factory, artifacts_dir):
     """Its own host for this module (stopped by pid when the module ends), so it never waits on others."""
     server = ComfyServer(tmp_path_factory.mktemp("browser_server"), models_dir=tiny_models)
-    try:
-        server.start()
-        yield server
-    finally:
-        server.stop()
-        if server.log_path.exists():
-            shutil.copy(server.log_path, artifacts_dir / "browser_server.log")
+    yield from server.serve(artifacts_dir / "browser_server.log")
 
 
 @pytest.fixture

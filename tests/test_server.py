@@ -26,14 +26,8 @@ RUN_TIMEOUT = 300
 def comfy_server(tiny_models, tmp_path_factory, artifacts_dir):
     """A running host with the pack and the stand-ins; always stopped (by pid), pass or fail."""
     server = ComfyServer(tmp_path_factory.mktemp("comfy_server"), models_dir=tiny_models)
-    try:
-        server.start()
-        make_input_image(server.input_dir / IMAGE_NAME, WIDTH, HEIGHT)
-        yield server
-    finally:
-        server.stop()
-        if server.log_path.exists():
-            shutil.copy(server.log_path, artifacts_dir / "server.log")
+    make_input_image(server.input_dir / IMAGE_NAME, WIDTH, HEIGHT)
+    yield from server.serve(artifacts_dir / "server.log")
 
 
 def wan_i2v_graph(weak_blocks="2-3", source_blocks="1", alpha=0.5, end_percent=1.0, focal=True, prefix="focal_i2v"):

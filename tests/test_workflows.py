@@ -132,13 +132,7 @@ def workflow_server(workflow_models, tmp_path_factory, artifacts_dir):
     image = run_main_job.start_image_name(load("focal_guidance_probe"))
     make_input_image(server.input_dir / image, WIDTH, HEIGHT)
     _masked_start_image(server.input_dir / MASKED_IMAGE)
-    try:
-        server.start()
-        yield server
-    finally:
-        server.stop()
-        if server.log_path.exists():
-            shutil.copy(server.log_path, artifacts_dir / "workflow_server.log")
+    yield from server.serve(artifacts_dir / "workflow_server.log")
 
 
 @pytest.fixture(scope="module")
