@@ -86,7 +86,7 @@ def test_only_selected_blocks_change(family_model):
     _host.sample(base, family, steps=1)
     _host.sample(fg, family, steps=1)
     for block in range(3):
-        assert all(torch.equal(a, b) for a, b in zip(base_seen[block], fg_seen[block])), block
+        assert all(torch.equal(a, b) for a, b in zip(base_seen[block], fg_seen[block], strict=True)), block
     assert not torch.equal(base_seen[3][0], fg_seen[3][0])
 
 
