@@ -24,7 +24,6 @@ METRICS = ("attention", "hidden")
 
 @dataclass(frozen=True)
 class ProbeSettings:
-    num_blocks: int
     steps: int                       # how many schedule steps to record, spread over the window
     start_percent: float             # schedule window, converted to sigmas per run
     end_percent: float

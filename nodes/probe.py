@@ -56,7 +56,7 @@ class SemanticLayerProbe(io.ComfyNode):
         layout = _inputs.model_layout(model, PROBE_NODE)
         _inputs.check_window(start_percent, end_percent, PROBE_NODE)
         probe = SemanticProbe(ProbeSettings(
-            num_blocks=layout.num_blocks, steps=steps, start_percent=start_percent, end_percent=end_percent,
+            steps=steps, start_percent=start_percent, end_percent=end_percent,
             branch=min(_inputs.BRANCHES[branch]), anchor=anchor))
         patched = install(model, layout, range(layout.num_blocks), probe, wants_block_outputs=True)
         return io.NodeOutput(patched, ProbeHandle(probe, layout))
