@@ -114,9 +114,15 @@ class SemanticProbe(Handler):
 
 @dataclass(frozen=True)
 class ProbeReport:
-    """Per-block curves and the layer sets (everything JSON-friendly but the maps)."""
+    """Per-block curves and the layer sets (everything JSON-friendly but the maps).
+
+    ``similarity``/``morans`` are means over frames and steps; the ``*_by_frame`` lists keep the
+    per-frame values ([block][frame], mean over steps), since the paper diagnoses per frame.
+    """
     similarity: list
     morans: list
+    similarity_by_frame: list
+    morans_by_frame: list
     score: list
     trend: list
     weak: list
@@ -136,18 +142,21 @@ def analyse(recording: ProbeRecording, num_blocks: int, metric: str = "attention
     if not maps:
         raise ValueError("Semantic Layer Report: nothing was recorded; connect the sampler's LATENT output and "
                          "check the probe's step window covers at least one step")
-    similarity, morans = [], []
+    similarity_by_frame, morans_by_frame = [], []
     for block in range(num_blocks):
         per_step = [maps[(s, block)] for s in recording.steps if (s, block) in maps]
         if not per_step:
             raise ValueError(f"Semantic Layer Report: block {block} was not recorded")
         stacked = torch.stack(per_step)                       # [s, f, h, w]
-        similarity.append(float(response_similarity(stacked).mean()))
-        morans.append(float(morans_i(stacked, adjacency).mean()))
+        similarity_by_frame.append(response_similarity(stacked).mean(0).tolist())
+        morans_by_frame.append(morans_i(stacked, adjacency).mean(0).tolist())
         if progress is not None:
             progress(block + 1, num_blocks)
+    similarity = [sum(f) / len(f) for f in similarity_by_frame]
+    morans = [sum(f) / len(f) for f in morans_by_frame]
     score = combined_score(similarity, morans)
     weak = semantic_weak_layers(score, kappa=kappa, trend_window=trend_window, exclude_ends=exclude_ends)
     responsive = responsive_layers(score, top_r=top_r, exclude_ends=exclude_ends, exclude=weak)
-    return ProbeReport(similarity, morans, score.tolist(), depth_trend(score, trend_window).tolist(),
+    return ProbeReport(similarity, morans, similarity_by_frame, morans_by_frame, score.tolist(),
+                       depth_trend(score, trend_window).tolist(),
                        weak, responsive, metric, list(recording.steps))

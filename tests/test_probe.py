@@ -93,6 +93,10 @@ def test_report_outputs_images_sets_json_and_ui(tiny_models, family):
     assert curve.ndim == 4 and curve.shape[-1] == 3 and grid.ndim == 4
     data = json.loads(text)
     assert len(data["similarity"]) == len(data["morans"]) == len(data["score"]) == 6
+    assert [len(f) for f in data["morans_by_frame"]] == [2] * 6  # two latent frames
+    for block in range(6):
+        assert data["morans"][block] == pytest.approx(sum(data["morans_by_frame"][block]) / 2)
+        assert data["similarity"][block] == pytest.approx(sum(data["similarity_by_frame"][block]) / 2)
     assert data["weak_blocks"] == weak and data["responsive_blocks"] == responsive
     panel = out.ui["focal_probe"][0]
     assert len(panel["heatmaps"]) == 6 and len(panel["heatmaps"][0]) == 4 and len(panel["heatmaps"][0][0]) == 6
