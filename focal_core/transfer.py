@@ -51,7 +51,7 @@ class AttentionTransfer(Handler):
         if ctx.batch > 1:
             raise ValueError(f"{self.node_name}: batch size {ctx.batch} is not supported (anchors and caches "
                              "are per video); set the latent batch_size to 1")
-        state = {"cache": {}, "cache_step": {}, "bias": None, "columns": ALL_COLUMNS, "pending": None,
+        state = {"cache": {}, "cache_step": {}, "source_mean": {}, "bias": None, "columns": ALL_COLUMNS, "pending": None,
                  "grid": ctx.grid, "window": ctx.sigma_window(s.start_percent, s.end_percent)}
         if s.anchor is not None and s.anchor.is_placeholder and not s.source_blocks:
             raise ValueError(f"{self.node_name}: the anchor comes from Region Anchor's 'model attention "
@@ -78,6 +78,7 @@ class AttentionTransfer(Handler):
 
     def end_run(self, state):
         state["cache"].clear()
+        state["source_mean"].clear()
 
     def _active(self, state, call: TextCall) -> bool:
         sigma_start, sigma_end = state["window"]
@@ -96,16 +97,24 @@ class AttentionTransfer(Handler):
             if state["bias"] is not None and (s.beta or s.gamma):
                 edit.bias_columns, bias = state["bias"]
                 edit.bias = bias
-            cached = [state["cache"][(call.branch, b)] for b in sorted(s.source_blocks)
-                      if (call.branch, b) in state["cache"]]
-            if cached and s.alpha > 0:
-                edit.source = torch.stack(cached).mean(0)
+            source = self._source_mean(state, call.branch) if s.alpha > 0 else None
+            if source is not None:
+                edit.source = source
                 edit.source_columns = None if columns is ALL_COLUMNS else columns
                 edit.alpha = s.alpha
         return edit
 
+    def _source_mean(self, state, branch):
+        """Mean of the cached source maps, computed once per cache change and shared by all weak blocks."""
+        if branch not in state["source_mean"]:
+            cached = [state["cache"][(branch, b)] for b in sorted(self.settings.source_blocks)
+                      if (branch, b) in state["cache"]]
+            state["source_mean"][branch] = sum(cached) / len(cached) if cached else None
+        return state["source_mean"][branch]
+
     def after(self, state, call: TextCall, recorded):
         state["cache"][(call.branch, call.block)] = recorded[0].detach()
+        state["source_mean"].pop(call.branch, None)
         state["cache_step"][(call.branch, call.block)] = call.step
 
     def _refine_anchor(self, state, call: TextCall):
