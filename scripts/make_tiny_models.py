@@ -16,6 +16,7 @@ loaders, so no small file can stand in for them: see README "Stand-ins".
 Usage: python scripts/make_tiny_models.py --comfy PATH_TO_COMFYUI --out MODELS_DIR
 """
 import argparse
+import dataclasses
 import pathlib
 import sys
 
@@ -56,12 +57,15 @@ def wan_state_dict(model_type="i2v", in_dim=36, num_layers=6, dim=256, seed=SEED
 def hunyuan_i2v_state_dict(depth=2, depth_single=4, seed=SEED):
     """A HunyuanVideo I2V model (in_channels 33) with hidden 256 = 2 heads of 128."""
     import comfy.ops
-    from comfy.ldm.hunyuan_video.model import HunyuanVideo
+    from comfy.ldm.hunyuan_video.model import HunyuanVideo, HunyuanVideoParams
+    fields = {f.name for f in dataclasses.fields(HunyuanVideoParams)}
+    # Newer hosts (0.12.x) require meanflow_sum (False for HunyuanVideo 1.0/1.5); 0.3.75 has no such field.
+    newer = {"meanflow_sum": False} if "meanflow_sum" in fields else {}
     model = HunyuanVideo(in_channels=33, out_channels=16, vec_in_dim=768, context_in_dim=4096,
                          hidden_size=256, num_heads=2, depth=depth, depth_single_blocks=depth_single,
                          axes_dim=[16, 56, 56], theta=256, patch_size=[1, 2, 2], qkv_bias=True,
                          guidance_embed=True, mlp_ratio=4.0, byt5=False, meanflow=False,
-                         use_cond_type_embedding=False, vision_in_dim=None,
+                         use_cond_type_embedding=False, vision_in_dim=None, **newer,
                          operations=comfy.ops.disable_weight_init)
     return _randomised(model, seed)
 
