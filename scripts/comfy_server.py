@@ -1,19 +1,21 @@
 """Run the real ComfyUI host (``main.py --cpu``) as a subprocess and talk to its HTTP API.
 
 Used by tests/test_server.py and scripts/run_main_job.py. Standard library only, so any Python
-can import it; the server itself runs under the host's venv (``.venv/bin/python``).
+can import it; the server itself runs under the host's venv (``.venv/bin/python``), or, for another
+core named by FOCAL_COMFYUI, under the Python that imports this module (see VENV_PYTHON).
 
     with ComfyServer(work_dir, models_dir=models) as server:
         prompt_id = server.post_prompt(graph)           # API-format graph
         entry = server.wait(prompt_id, timeout=300)     # the /history entry, or ExecutionFailed
         paths = server.output_paths(entry)
 
-The server gets its own port, input/output/temp/user folders and an in-memory database under
-``work_dir``, and an ``--extra-model-paths-config`` yaml that adds the models folder and a
-``custom_nodes`` folder holding a link to the TEST-ONLY stand-in nodes (tests/standin_nodes). The
-pack itself is loaded from the host's own custom_nodes (linked there by scripts/setup_host.sh).
-It is stopped by its pid on exit: terminate, then kill after a timeout. Its log is kept in
-``work_dir/server.log``; failures quote the tail.
+The server gets its own port, input/output/temp/user folders and a database file under
+``work_dir`` (not ``sqlite:///:memory:``: newer hosts' assets scanner opens extra connections, and
+each would see its own empty database), and an ``--extra-model-paths-config`` yaml that adds the
+models folder and a ``custom_nodes`` folder holding a link to the TEST-ONLY stand-in nodes
+(tests/standin_nodes). The pack itself is loaded from the host's own custom_nodes (linked there by
+scripts/setup_host.sh). It is stopped by its pid on exit: terminate, then kill after a timeout. Its
+log is kept in ``work_dir/server.log``; failures quote the tail.
 
 It lives in scripts/ rather than tests/server.py on purpose: in the test process both tests/ and the
 host folder are on sys.path, so a tests/server.py would shadow the host's own ``server`` module
@@ -37,7 +39,10 @@ import uuid
 PACK_DIR = pathlib.Path(__file__).resolve().parents[1]
 PACK_NAME = "ComfyUI-FocalGuidance"  # the pack's folder name in the host's custom_nodes
 HOST_DIR = pathlib.Path(os.environ.get("FOCAL_COMFYUI", PACK_DIR / ".host" / "ComfyUI")).resolve()
-VENV_PYTHON = PACK_DIR / ".venv" / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+# The default host runs under .venv. Another core (FOCAL_COMFYUI) runs under the Python that runs us,
+# which has its requirements (e.g. FOCAL_COMFYUI=.host-0.12.1/ComfyUI .venv-0.12.1/bin/python -m pytest).
+VENV_PYTHON = (pathlib.Path(sys.executable) if "FOCAL_COMFYUI" in os.environ
+               else PACK_DIR / ".venv" / ("Scripts/python.exe" if os.name == "nt" else "bin/python"))
 STANDIN_DIR = PACK_DIR / "tests" / "standin_nodes"
 STANDIN_PACKAGE = "focal_standins"  # the stand-ins' folder name in the temporary custom_nodes
 # Model folder keys written into the yaml when the models folder has that sub-folder.
@@ -154,7 +159,8 @@ class ComfyServer:
                 "--extra-model-paths-config", str(self.config_path),
                 "--input-directory", str(self.input_dir), "--output-directory", str(self.output_dir),
                 "--temp-directory", str(self.temp_dir), "--user-directory", str(self.user_dir),
-                "--database-url", "sqlite:///:memory:", "--disable-auto-launch", *self.extra_args]
+                "--database-url", f"sqlite:///{self.work_dir / 'comfyui.db'}", "--disable-auto-launch",
+                *self.extra_args]
 
     def start(self):
         self._prepare()
