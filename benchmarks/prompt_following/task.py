@@ -1,0 +1,216 @@
+"""A synthetic image-to-video task in Wan latent space whose prompt-following is scored exactly.
+
+A scene is 2–3 objects on an empty 16×16 latent, each a distinct colour (a fixed 16-channel
+pattern) and a distinct shape (square, ring, cross; 4×4 latent pixels). The prompt names one
+object by colour and shape and a direction: "the red square moves left". Over the 3 latent frames
+the named object moves STEP pixels per frame; the others stay where they are. Frame 0 is the
+reference frame the I2V model is given.
+
+No direction leak: the named object always starts where all four moves fit, and distractors
+avoid the union of all four possible paths, so the layout says nothing about the direction.
+
+Pure torch: scenes, prompts, rendering, decoding and scoring; the text encoder and the model
+live in train.py and harness.py. Tensors are in the model's internal latent space (after the
+host's ``process_latent_in``), channels first: [16, frames, height, width].
+"""
+from dataclasses import dataclass
+import hashlib
+
+import torch
+
+CHANNELS = 16
+FRAMES = 3            # latent frames: the reference + 2 generated (9 video frames at Wan's 4× stride)
+SIZE = 16             # latent pixels a side: 8×8 tokens a frame after Wan's 2×2 patches
+OBJECT = 4            # object side in latent pixels (2×2 tokens)
+STEP = 2              # pixels the named object moves per latent frame
+TRAVEL = STEP * (FRAMES - 1)
+COLOUR_NORM = 4.0     # pattern norm: about 1 per channel, like a normalised VAE latent
+
+COLOURS = ("red", "green", "blue", "yellow")
+SHAPES = ("square", "ring", "cross")
+DIRECTIONS = {"left": (0, -1), "right": (0, 1), "up": (-1, 0), "down": (1, 0)}
+TEMPLATE = "the {colour} {shape} moves {direction}"
+SPLITS = ("probe", "val", "test")   # evaluation splits; training draws from its own stream
+PATTERN_SEED = 20260112
+
+
+def _shape_masks() -> dict[str, torch.Tensor]:
+    square = torch.ones(OBJECT, OBJECT)
+    ring = square.clone()
+    ring[1:-1, 1:-1] = 0
+    cross = torch.zeros(OBJECT, OBJECT)
+    cross[1:3, :] = 1
+    cross[:, 1:3] = 1
+    return {"square": square, "ring": ring, "cross": cross}
+
+
+SHAPE_MASKS = _shape_masks()
+
+
+def colour_patterns() -> dict[str, torch.Tensor]:
+    """Orthogonal 16-d channel patterns, so each colour's response map ignores the others."""
+    gen = torch.Generator().manual_seed(PATTERN_SEED)
+    q, _ = torch.linalg.qr(torch.randn(CHANNELS, CHANNELS, generator=gen))
+    return {c: q[:, i] * COLOUR_NORM for i, c in enumerate(COLOURS)}
+
+
+PATTERNS = colour_patterns()
+
+
+@dataclass(frozen=True)
+class Obj:
+    colour: str
+    shape: str
+    y: int   # top-left corner in the reference frame
+    x: int
+
+
+@dataclass(frozen=True)
+class Scene:
+    objects: tuple[Obj, ...]   # objects[0] is the named one
+    direction: str
+
+    @property
+    def named(self) -> Obj:
+        return self.objects[0]
+
+    @property
+    def prompt(self) -> str:
+        return TEMPLATE.format(colour=self.named.colour, shape=self.named.shape, direction=self.direction)
+
+    @property
+    def keywords(self) -> tuple[str, str]:
+        return self.named.colour, self.named.shape
+
+    def position(self, index: int, frame: int) -> tuple[int, int]:
+        obj = self.objects[index]
+        if index:
+            return obj.y, obj.x
+        dy, dx = DIRECTIONS[self.direction]
+        return obj.y + dy * STEP * frame, obj.x + dx * STEP * frame
+
+
+def _box(y, x, h=OBJECT, w=OBJECT, gap=1):
+    return y - gap, x - gap, y + h + gap, x + w + gap
+
+
+def _overlaps(a, b) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def sample_scene(gen: torch.Generator) -> Scene:
+    """One random scene; all randomness comes from ``gen``."""
+    def pick(options):
+        return options[int(torch.randint(len(options), (1,), generator=gen))]
+
+    def coord(low, high):
+        return int(torch.randint(low, high + 1, (1,), generator=gen))
+
+    count = coord(2, 3)
+    colours = torch.randperm(len(COLOURS), generator=gen)[:count].tolist()
+    shapes = torch.randperm(len(SHAPES), generator=gen)[:count].tolist()
+    y, x = coord(TRAVEL, SIZE - OBJECT - TRAVEL), coord(TRAVEL, SIZE - OBJECT - TRAVEL)
+    # every path the named object could take, so distractors do not reveal which one it takes
+    taken = [_box(y - TRAVEL, x, h=OBJECT + 2 * TRAVEL, gap=0), _box(y, x - TRAVEL, w=OBJECT + 2 * TRAVEL, gap=0)]
+    objects = [Obj(COLOURS[colours[0]], SHAPES[shapes[0]], y, x)]
+    for i in range(1, count):
+        for _ in range(200):
+            oy, ox = coord(0, SIZE - OBJECT), coord(0, SIZE - OBJECT)
+            if not any(_overlaps(_box(oy, ox), t) for t in taken):
+                break
+        else:
+            break                                  # crowded: keep the objects placed so far
+        taken.append(_box(oy, ox, gap=0))
+        objects.append(Obj(COLOURS[colours[i]], SHAPES[shapes[i]], oy, ox))
+    return Scene(tuple(objects), pick(tuple(DIRECTIONS)))
+
+
+def split_seed(split: str, index: int) -> int:
+    digest = hashlib.sha256(f"prompt-following/{split}/{index}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & 0x7FFF_FFFF_FFFF_FFFF
+
+
+def split_scenes(split: str, count: int) -> list[Scene]:
+    """The first ``count`` scenes of an evaluation split (disjoint seeds per split)."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; use one of {SPLITS}")
+    return [sample_scene(torch.Generator().manual_seed(split_seed(split, i))) for i in range(count)]
+
+
+def render(scene: Scene) -> torch.Tensor:
+    """The target clip x0: [16, FRAMES, SIZE, SIZE]."""
+    clip = torch.zeros(CHANNELS, FRAMES, SIZE, SIZE)
+    for f in range(FRAMES):
+        for i, obj in enumerate(scene.objects):
+            y, x = scene.position(i, f)
+            clip[:, f, y:y + OBJECT, x:x + OBJECT] += PATTERNS[obj.colour][:, None, None] * SHAPE_MASKS[obj.shape]
+    return clip
+
+
+def reference(scene: Scene) -> torch.Tensor:
+    """The I2V reference latent: frame 0 of the clip, empty frames after it."""
+    ref = torch.zeros(CHANNELS, FRAMES, SIZE, SIZE)
+    ref[:, 0] = render(scene)[:, 0]
+    return ref
+
+
+def object_mask(scene: Scene, index: int = 0) -> torch.Tensor:
+    """[SIZE, SIZE] mask of one object in the reference frame (a hand-painted anchor region)."""
+    mask = torch.zeros(SIZE, SIZE)
+    obj = scene.objects[index]
+    mask[obj.y:obj.y + OBJECT, obj.x:obj.x + OBJECT] = SHAPE_MASKS[obj.shape]
+    return mask
+
+
+def locate(clip: torch.Tensor, colour: str, shape: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Best position of an object in every frame by matched filtering.
+
+    Returns ``(positions [FRAMES, 2] long (y, x), strength [FRAMES])`` where strength is the
+    match relative to a perfectly drawn object (1.0) at that position.
+    """
+    pattern = PATTERNS[colour]
+    response = torch.einsum("c,cfhw->fhw", pattern, clip.float()) / pattern.dot(pattern)
+    template = SHAPE_MASKS[shape]
+    match = torch.nn.functional.conv2d(response[:, None], (template / template.sum())[None, None])[:, 0]
+    flat = match.flatten(1)
+    strength, index = flat.max(-1)
+    side = match.shape[-1]
+    return torch.stack([index // side, index % side], -1), strength
+
+
+@dataclass(frozen=True)
+class ClipScore:
+    along: float          # named object's displacement along the instructed direction (target TRAVEL)
+    across: float         # its displacement across it
+    distractor_drift: float   # largest move of any other object (0 when there are none)
+    strength: float       # how clearly the named object is present in the last frame
+    followed: bool        # moved at least half the way the right way, nothing else moved
+    exact: bool           # ended within 1 pixel of the target
+
+
+def score(scene: Scene, clip: torch.Tensor) -> ClipScore:
+    """Score one generated clip [16, FRAMES, SIZE, SIZE] (internal latent space) against its prompt."""
+    dy, dx = DIRECTIONS[scene.direction]
+    positions, strength = locate(clip, scene.named.colour, scene.named.shape)
+    start = scene.named
+    moved_y, moved_x = (int(positions[-1, 0]) - start.y, int(positions[-1, 1]) - start.x)
+    along = moved_y * dy + moved_x * dx
+    across = abs(moved_y * dx) + abs(moved_x * dy)
+    drift = 0.0
+    for obj in scene.objects[1:]:
+        pos, _ = locate(clip, obj.colour, obj.shape)
+        drift = max(drift, float(max(abs(int(pos[-1, 0]) - obj.y), abs(int(pos[-1, 1]) - obj.x))))
+    present = float(strength[-1])
+    followed = along >= TRAVEL / 2 and across <= 1 and drift <= 1 and present >= 0.5
+    exact = abs(along - TRAVEL) <= 1 and across <= 1 and present >= 0.5
+    return ClipScore(float(along), float(across), drift, present, followed, exact)
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval of a binomial rate (sound at small n and near 0 or 1)."""
+    if n == 0:
+        return 0.0, 1.0
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * (p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5 / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
