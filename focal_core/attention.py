@@ -1,8 +1,12 @@
-"""Explicit, query-chunked text attention with an anchor bias and an attention-cache blend.
+"""Explicit, query-chunked text attention with anchor biases and attention-cache blends.
 
 Shapes use einops letters: b batch, h heads, n video queries, l text keys, d head dim,
 c selected text columns. Probabilities are computed in fp32 one chunk of queries at a time,
 so peak extra memory is ``b·h·chunk·l`` floats and a self-attention map is never formed.
+
+One call takes the edits of every handler on the block, in graph order, and composes them by
+one rule: all biases add to the logits, then the blends apply in order to the probabilities,
+then each edit that asks for a recording receives the final probabilities (what the model uses).
 """
 from dataclasses import dataclass
 import math
@@ -58,52 +62,63 @@ def blend_probabilities(p, source, alpha, columns=None):
     return out
 
 
-def _record(p, edit):
-    if edit.record_columns is None:
-        return None
-    picked = p[..., edit.record_columns]
-    return picked if edit.record_per_head else picked.mean(dim=-3)
+def changes_output(edits) -> bool:
+    return any(edit.changes_output for edit in edits)
 
 
-def _apply_bias(logits, edit, start, stop):
-    if edit.bias is not None:
-        logits[..., edit.bias_columns.to(logits.device)] += edit.bias[start:stop].to(logits)
+def _apply_biases(logits, edits, start, stop):
+    for edit in edits:
+        if edit.bias is not None:
+            logits[..., edit.bias_columns.to(logits.device)] += edit.bias[start:stop].to(logits)
     return logits
 
 
-def _source_chunk(edit, start, stop):
-    src = edit.source
-    return src[..., start:stop, :].to(torch.float32)
+def _apply_blends(p, edits, start, stop):
+    for edit in edits:
+        if edit.source is not None and edit.alpha > 0:
+            source = edit.source[..., start:stop, :].to(torch.float32)
+            p = blend_probabilities(p, source, edit.alpha, edit.source_columns)
+    return p
 
 
-def text_cross_attention(q, k, v, edit: TextEdit, key_mask=None, chunk_size: int = 1024,
-                         need_output: bool = True):
-    """``softmax(q·kᵀ/√d + bias)·v`` with the cache blend, for a text-only cross attention.
+def _record(p, edits, recs):
+    for edit, chunks in zip(edits, recs):
+        if edit.record_columns is not None:
+            picked = p[..., edit.record_columns]
+            chunks.append(picked if edit.record_per_head else picked.mean(dim=-3))
+
+
+def _recorded(edits, recs):
+    return [torch.cat(chunks, dim=-2) if edit.record_columns is not None else None
+            for edit, chunks in zip(edits, recs)]
+
+
+def text_cross_attention(q, k, v, edits, key_mask=None, chunk_size: int = 1024, need_output: bool = True):
+    """``softmax(q·kᵀ/√d + Σ bias)·v`` with the cache blends, for a text-only cross attention.
 
     q: [b, h, n, d]; k, v: [b, h, l, d]; key_mask: additive [l] (or broadcastable), or None.
-    Returns ``(out [b, h, n, d] in q's dtype or None, recorded [b, n, c] / [b, h, n, c] or None)``.
+    edits: a sequence of :class:`TextEdit`, composed as the module docstring says.
+    Returns ``(out [b, h, n, d] in q's dtype or None, recorded)``: ``recorded[i]`` is
+    ``[b, n, c]`` / ``[b, h, n, c]`` for an edit that asks for a recording, else None.
     ``need_output=False`` only records, for callers that keep the host kernel's exact output.
     """
     scale = 1.0 / math.sqrt(q.shape[-1])
     kf, vf = k.float(), v.float()
-    outs, recs = [], []
+    outs, recs = [], [[] for _ in edits]
     for start in range(0, q.shape[-2], chunk_size):
         stop = min(start + chunk_size, q.shape[-2])
         logits = torch.matmul(q[..., start:stop, :].float(), kf.transpose(-1, -2)) * scale
         if key_mask is not None:
             logits = logits + key_mask.float()
-        p = torch.softmax(_apply_bias(logits, edit, start, stop), dim=-1)
-        if edit.source is not None and edit.alpha > 0:
-            p = blend_probabilities(p, _source_chunk(edit, start, stop), edit.alpha, edit.source_columns)
+        p = torch.softmax(_apply_biases(logits, edits, start, stop), dim=-1)
+        p = _apply_blends(p, edits, start, stop)
         if need_output:
             outs.append(torch.matmul(p, vf).to(q.dtype))
-        recs.append(_record(p, edit))
-    recorded = None if recs[0] is None else torch.cat(recs, dim=-2)
-    return (torch.cat(outs, dim=-2) if need_output else None), recorded
+        _record(p, edits, recs)
+    return (torch.cat(outs, dim=-2) if need_output else None), _recorded(edits, recs)
 
 
-def joint_attention_text_edit(q, k, v, n_video: int, edit: TextEdit, key_mask=None,
-                              chunk_size: int = 1024):
+def joint_attention_text_edit(q, k, v, n_video: int, edits, key_mask=None, chunk_size: int = 1024):
     """Edit only the video-query × text-key block of a joint attention (MMDiT), in O(n·l).
 
     q, k, v: [b, h, n_video + l, d], video tokens first. key_mask: additive, broadcastable
@@ -111,7 +126,8 @@ def joint_attention_text_edit(q, k, v, n_video: int, edit: TextEdit, key_mask=No
     is 1 on text keys, gives the original output and each query's joint text mass ``m``
     without forming the [n, n] map. The text block is then recomputed explicitly; the
     video→video part is rescaled so every row stays normalised over all keys.
-    Returns ``(out [b, h, n_video + l, d], recorded or None)``; text-query rows are unchanged.
+    Returns ``(out [b, h, n_video + l, d], recorded)`` as :func:`text_cross_attention` does;
+    text-query rows are unchanged.
     """
     b, h, total, d = q.shape
     is_text = torch.zeros(total, device=v.device, dtype=v.dtype)
@@ -125,7 +141,7 @@ def joint_attention_text_edit(q, k, v, n_video: int, edit: TextEdit, key_mask=No
     scale = 1.0 / math.sqrt(d)
     k_txt, v_txt = k[..., n_video:, :].float(), v[..., n_video:, :].float()
     txt_mask = None if key_mask is None else key_mask[..., n_video:].float()
-    recs = []
+    recs = [[] for _ in edits]
     for start in range(0, n_video, chunk_size):
         stop = min(start + chunk_size, n_video)
         logits = torch.matmul(q[..., start:stop, :].float(), k_txt.transpose(-1, -2)) * scale
@@ -135,15 +151,11 @@ def joint_attention_text_edit(q, k, v, n_video: int, edit: TextEdit, key_mask=No
         lse_txt = torch.logsumexp(logits, dim=-1, keepdim=True)
         p_orig = torch.exp(logits - lse_txt) * m
         log_z_video = lse_txt + torch.log1p(-m) - torch.log(m)
-        edited = _apply_bias(logits.clone(), edit, start, stop)
+        edited = _apply_biases(logits.clone(), edits, start, stop)
         log_z_new = torch.logaddexp(log_z_video, torch.logsumexp(edited, dim=-1, keepdim=True))
-        p_new = torch.exp(edited - log_z_new)
-        if edit.source is not None and edit.alpha > 0:
-            p_new = blend_probabilities(p_new, _source_chunk(edit, start, stop), edit.alpha,
-                                        edit.source_columns)
+        p_new = _apply_blends(torch.exp(edited - log_z_new), edits, start, stop)
         video_part = out[..., start:stop, :].float() - torch.matmul(p_orig, v_txt)
         video_scale = (1 - p_new.sum(-1, keepdim=True)).clamp_min(0) / (1 - m)
         out[..., start:stop, :] = (video_part * video_scale + torch.matmul(p_new, v_txt)).to(out.dtype)
-        recs.append(_record(p_new, edit))
-    recorded = None if recs[0] is None else torch.cat(recs, dim=-2)
-    return out, recorded
+        _record(p_new, edits, recs)
+    return out, _recorded(edits, recs)

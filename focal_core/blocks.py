@@ -1,30 +1,39 @@
 """Parse user block lists such as ``"12-20, 25"`` into sorted block indices."""
+import re
+
+
+_ITEM = re.compile(r"(\d+)(?:-(\d+))?", re.ASCII)
 
 
 def parse_block_list(text: str, num_blocks: int) -> list[int]:
     """Return the sorted, de-duplicated block indices named by ``text``.
 
-    Accepts comma- or space-separated integers and inclusive ranges ``a-b``.
-    Raises ``ValueError`` naming the offending token when it is malformed or
-    outside ``0 .. num_blocks-1``.
+    Items are separated by commas (spaces also separate items within one comma field); an item
+    is an ASCII integer or an inclusive range ``a-b``. An empty text means no blocks; an empty
+    item such as the middle of ``1,,2`` is refused, since it usually hides a typo. Raises
+    ``ValueError`` naming the offending item when it is malformed or outside ``0 .. num_blocks-1``.
 
     >>> parse_block_list("3, 1-2, 2", 8)
     [1, 2, 3]
     """
+    if not text.strip():
+        return []
     blocks: set[int] = set()
-    for token in text.replace(",", " ").split():
-        lo_text, sep, hi_text = token.partition("-")
-        try:
-            lo = int(lo_text)
-            hi = int(hi_text) if sep else lo
-        except ValueError:
-            raise ValueError(f"'{token}' is not a block index or range like '12-20'") from None
-        if lo > hi:
-            raise ValueError(f"range '{token}' runs backwards; write it as '{hi}-{lo}'")
-        if lo < 0 or hi >= num_blocks:
-            raise ValueError(
-                f"block '{token}' is out of range: this model has blocks 0-{num_blocks - 1}")
-        blocks.update(range(lo, hi + 1))
+    for field in text.split(","):
+        items = re.sub(r"\s*-\s*", "-", field.strip()).split()
+        if not items:
+            raise ValueError(f"'{text.strip()}' has an empty item between commas; remove the extra comma")
+        for item in items:
+            match = _ITEM.fullmatch(item)
+            if match is None:
+                raise ValueError(f"'{item}' is not a block index or range like '12-20'")
+            lo = int(match[1])
+            hi = int(match[2]) if match[2] is not None else lo
+            if lo > hi:
+                raise ValueError(f"range '{item}' runs backwards; write it as '{hi}-{lo}'")
+            if hi >= num_blocks:
+                raise ValueError(f"block '{item}' is out of range: this model has blocks 0-{num_blocks - 1}")
+            blocks.update(range(lo, hi + 1))
     return sorted(blocks)
 
 

@@ -17,9 +17,12 @@ from .anchors import RegionAnchor
 from .attention import TextEdit
 from .metrics import (combined_score, depth_trend, morans_i, response_similarity, responsive_layers,
                       semantic_weak_layers)
-from .strategy import Handler, RunContext, TextCall
+from .strategy import WINDOW_OF, Handler, RunContext, TextCall
 
 METRICS = ("attention", "hidden")
+
+
+RECORDINGS_KEPT = 4  # finished runs a probe keeps for its reports: two samplers may share one probed model
 
 
 @dataclass(frozen=True)
@@ -29,24 +32,55 @@ class ProbeSettings:
     end_percent: float
     branch: int = 0                  # 0 positive, 1 negative
     anchor: RegionAnchor | None = None  # measure its keyword tokens; None = all real prompt tokens
+    window_of: str = WINDOW_OF[0]
 
 
 @dataclass
 class ProbeRecording:
-    """Response maps of one sampling run: maps[metric][(step, block)] = [frames, h, w] on CPU."""
+    """Response maps of one sampling run: maps[metric][(step, block)] = [frames, h, w] on CPU.
+
+    ``fingerprint`` identifies the run's output latent, so a report finds the recording of the
+    very LATENT it is given.
+    """
     grid: tuple
     steps: list
     maps: dict = field(default_factory=lambda: {m: {} for m in METRICS})
+    fingerprint: tuple | None = None
+
+
+def latent_fingerprint(latent: torch.Tensor) -> tuple:
+    """(shape, every k-th value) of a latent: cheap, and equal only for the same sampled output."""
+    flat = latent.detach().flatten()
+    stride = max(1, flat.numel() // 4096)
+    return tuple(latent.shape), flat[::stride].float().cpu()
+
+
+@dataclass
+class ProbeState:
+    columns: torch.Tensor | None
+    real: int | None
+    steps: set
+    context_tokens: int | None
+    recording: ProbeRecording
+
+    def reset(self):
+        self.steps = set()
 
 
 class SemanticProbe(Handler):
     node_name = "Semantic Layer Probe"
+    wants_block_outputs = True  # the 'hidden' metric reads block outputs
 
-    def __init__(self, settings: ProbeSettings):
+    def __init__(self, settings: ProbeSettings, num_blocks: int):
         self.settings = settings
-        self.last: ProbeRecording | None = None
+        self.num_blocks = num_blocks
+        self.recordings: list[ProbeRecording] = []   # finished runs, newest last
 
-    def start_run(self, ctx: RunContext):
+    @property
+    def blocks(self) -> frozenset:
+        return frozenset(range(self.num_blocks))
+
+    def start_run(self, ctx: RunContext) -> ProbeState:
         s = self.settings
         if s.branch == 1 and ctx.cfg == 1.0:
             raise ValueError(f"{self.node_name}: branch 'negative' needs a negative pass, but cfg is 1 so "
@@ -62,53 +96,75 @@ class SemanticProbe(Handler):
                                  f"{real} tokens; rebuild the anchor from this prompt")
         else:
             columns = torch.arange(real) if real else None
-        sigma_start, sigma_end = ctx.sigma_window(s.start_percent, s.end_percent)
-        in_window = [i for i, sg in enumerate(ctx.sample_sigmas[:-1].tolist()) if sigma_end <= sg <= sigma_start]
-        picks = torch.linspace(0, len(in_window) - 1, min(s.steps, len(in_window))).round().long().tolist()
-        steps = sorted({in_window[i] for i in picks}) if in_window else []
-        self.last = ProbeRecording(grid=ctx.grid, steps=steps)
-        return {"columns": columns, "real": real, "steps": set(steps), "recording": self.last,
-                "context_tokens": ctx.context_tokens.get(s.branch)}
+        window = ctx.sigma_window(s.start_percent, s.end_percent, s.window_of)
+        if window is None:
+            ctx.warn_empty_window(self.node_name, s.start_percent, s.end_percent, s.window_of)
+            steps = []
+        else:
+            sigma_start, sigma_end = window
+            in_window = [i for i, sg in enumerate(ctx.sample_sigmas[:-1].tolist()) if sigma_end <= sg <= sigma_start]
+            picks = torch.linspace(0, len(in_window) - 1, min(s.steps, len(in_window))).round().long().tolist()
+            steps = sorted({in_window[i] for i in picks})
+        return ProbeState(columns=columns, real=real, steps=set(steps), context_tokens=ctx.context_tokens.get(s.branch),
+                          recording=ProbeRecording(grid=ctx.grid, steps=steps))
 
-    def _recording(self, state, branch, step) -> bool:
-        return branch == self.settings.branch and step in state["steps"]
+    def end_run(self, state: ProbeState, output):
+        if output is not None and state.recording.steps:
+            state.recording.fingerprint = latent_fingerprint(output)
+            self.recordings = (self.recordings + [state.recording])[-RECORDINGS_KEPT:]
+        state.reset()
 
-    def edit_for(self, state, call: TextCall):
+    def recording_for(self, latent: torch.Tensor, grid: tuple) -> ProbeRecording:
+        """The recording of the run that sampled ``latent``; else the newest one of its token grid."""
+        if not self.recordings:
+            raise ValueError("Semantic Layer Report: the probe has not recorded a run; wire the probe's MODEL into "
+                             "the sampler whose LATENT feeds this node, and check the probe's window holds a step")
+        shape, values = latent_fingerprint(latent)
+        for recording in reversed(self.recordings):
+            if recording.fingerprint[0] == shape and torch.equal(recording.fingerprint[1], values):
+                return recording
+        same_grid = [r for r in self.recordings if tuple(r.grid) == tuple(grid)]
+        if len(same_grid) == 1:
+            return same_grid[0]
+        grids = ", ".join(str(tuple(r.grid)) for r in self.recordings)
+        raise ValueError(f"Semantic Layer Report: this LATENT (token grid {tuple(grid)}) is not the output of a run "
+                         f"this probe recorded (recorded grids: {grids}); connect the LATENT of the sampler that "
+                         "uses the probe's MODEL, with no node in between, or give each sampler its own probe")
+
+    def _recording(self, state: ProbeState, branch, step) -> bool:
+        return branch == self.settings.branch and step in state.steps
+
+    def edit_for(self, state: ProbeState, call: TextCall):
         if not self._recording(state, call.branch, call.step):
             return None
-        columns = state["columns"]
+        columns = state.columns
         return TextEdit(record_columns=columns if columns is not None else slice(None))
 
-    def after(self, state, call: TextCall, recorded):
+    def after(self, state: ProbeState, call: TextCall, recorded):
         response = recorded[0].float().sum(-1)
-        state["recording"].maps["attention"][(call.step, call.block)] = \
-            response.view(state["recording"].grid).cpu()
+        state.recording.maps["attention"][(call.step, call.block)] = response.view(state.recording.grid).cpu()
 
-    def on_block(self, state, block, args, out, ctx: RunContext):
-        opts = args["transformer_options"]
-        branches = list(opts.get("cond_or_uncond", [0]))
-        step = ctx.step_index(float(opts["sigmas"].flatten()[0]))
-        if self.settings.branch not in branches or not self._recording(state, self.settings.branch, step):
+    def on_block(self, state: ProbeState, call: TextCall, args, out, ctx: RunContext):
+        if not self._recording(state, call.branch, call.step):
             return
-        per_chunk = out["img"].shape[0] // len(branches)
-        row = branches.index(self.settings.branch) * per_chunk
+        row = call.row
         hidden = out["img"][row, :ctx.n_video].float()
         text = self._prompt_tokens(args, out, row, ctx, state)
         if text is None or hidden.shape[0] != ctx.n_video:
             return
         cosine = F.cosine_similarity(hidden, text.mean(0, keepdim=True), dim=-1)
-        state["recording"].maps["hidden"][(step, block)] = cosine.view(ctx.grid).cpu()
+        state.recording.maps["hidden"][(call.step, call.block)] = cosine.view(ctx.grid).cpu()
 
-    def _prompt_tokens(self, args, out, row, ctx, state):
+    def _prompt_tokens(self, args, out, row, ctx, state: ProbeState):
         """The real prompt tokens of the text stream this block saw, [l, c]."""
         if "txt" in out:                      # HunyuanVideo double block: separate text stream
             text = out["txt"][row]
         elif "txt" in args:                   # Wan: context = [image tokens ; text tokens]
-            total = state["context_tokens"]
+            total = state.context_tokens
             text = args["txt"][row, -total:] if total else None
         else:                                 # HunyuanVideo single block: [video ; text]
             text = out["img"][row, ctx.n_video:]
-        real = state["real"]
+        real = state.real
         return None if text is None else text[:real].float() if real else text.float()
 
 
@@ -140,8 +196,8 @@ def analyse(recording: ProbeRecording, num_blocks: int, metric: str = "attention
     """
     maps = recording.maps[metric]
     if not maps:
-        raise ValueError("Semantic Layer Report: nothing was recorded; connect the sampler's LATENT output and "
-                         "check the probe's step window covers at least one step")
+        raise ValueError(f"Semantic Layer Report: metric '{metric}' recorded nothing in this run; check the "
+                         "probe's step window covers at least one step")
     similarity_by_frame, morans_by_frame = [], []
     for block in range(num_blocks):
         per_step = [maps[(s, block)] for s in recording.steps if (s, block) in maps]

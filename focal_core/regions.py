@@ -82,6 +82,10 @@ def fit_mask(mask: torch.Tensor, count: int, size: tuple[int, int]) -> torch.Ten
     """A user MASK [1 or count, h, w] → [count, H, W] (one mask for all keywords, or one each)."""
     if mask.ndim == 2:
         mask = mask[None]
+    if mask.ndim != 3:
+        raise ValueError(f"MASK has shape {tuple(mask.shape)}; a MASK is [h, w] or [batch, h, w]")
+    if not torch.isfinite(mask).all():
+        raise ValueError("MASK has NaN or infinite pixels")
     if mask.shape[0] not in (1, count):
         raise ValueError(f"MASK batch is {mask.shape[0]}; give 1 mask or one per keyword ({count})")
     mask = kornia.geometry.transform.resize(mask[:, None].float(), size, interpolation="bilinear")[:, 0]

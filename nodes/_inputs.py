@@ -1,8 +1,11 @@
-"""Input factories shared by the pack's nodes, so tooltips and ranges never drift apart."""
+"""Input factories and checks shared by the pack's nodes, so tooltips, ranges and errors never drift apart."""
+import math
+
 from comfy_api.latest import io
 
 from ..focal_core.adapters import UnsupportedModelError, adapter_for
 from ..focal_core.blocks import parse_block_list
+from ..focal_core.strategy import WINDOW_OF
 
 CATEGORY = "sampling/focal_guidance"
 BRANCHES = {"positive": frozenset({0}), "both": frozenset({0, 1}), "negative": frozenset({1})}
@@ -21,6 +24,13 @@ def window_inputs(start=0.0, end=0.5):
     ]
 
 
+def window_of_input():
+    return io.Combo.Input("window_of", options=list(WINDOW_OF), default=WINDOW_OF[0], tooltip=(
+        "What the window's percents count: 'whole schedule' is the model's full noise schedule; "
+        "'sampled steps' is the steps this sampler runs, so each Wan2.2 expert or KSamplerAdvanced "
+        "step range gets the window within its own steps."))
+
+
 def branch_input(options=("positive", "both"), tooltip=None):
     return io.Combo.Input("branch", options=list(options), default=options[0], tooltip=tooltip or (
         "Which CFG pass is changed: 'positive' leaves the negative prompt's pass exactly as the "
@@ -35,17 +45,21 @@ def model_layout(model, node_name):
         raise ValueError(f"{node_name}: {err}. Connect a Wan or HunyuanVideo model.") from None
 
 
-def parse_blocks(text, layout, node_name, field, required=True):
+def parse_blocks(text, layout, node_name, field):
     try:
-        blocks = parse_block_list(text, layout.num_blocks)
+        return parse_block_list(text, layout.num_blocks)
     except ValueError as err:
         raise ValueError(f"{node_name}: {field}: {err} ({layout.family}).") from None
-    if required and not blocks:
-        raise ValueError(f"{node_name}: {field} is empty; name blocks such as '12-20, 25' or wire the "
-                         "weak_blocks output of Semantic Layer Report.")
-    return blocks
+
+
+def check_finite(node_name, **values):
+    """ComfyUI's min/max validation passes NaN (every comparison is false): refuse it here."""
+    for name, value in values.items():
+        if not math.isfinite(value):
+            raise ValueError(f"{node_name}: {name} is {value}; give a finite number.")
 
 
 def check_window(start_percent, end_percent, node_name):
+    check_finite(node_name, start_percent=start_percent, end_percent=end_percent)
     if start_percent > end_percent:
         raise ValueError(f"{node_name}: start_percent {start_percent} is after end_percent {end_percent}.")

@@ -12,6 +12,7 @@ from ..focal_core import regions, tokens
 from ..focal_core.anchors import RegionAnchor
 from . import _inputs
 from ._types import Anchor
+from .notify import warn
 
 NODE = "Region Anchor"
 CLIP, MASK_ONLY, ATTENTION = "clip", "mask only", "model attention (fallback)"
@@ -112,13 +113,24 @@ def _region_masks(mode, words, image, clip_vision, clip, mask, mask_combine, thr
         try:
             user = regions.fit_mask(mask.cpu(), len(words), size)
         except ValueError as err:
-            _fail(str(err), f"batch the masks in keyword order: {', '.join(words)}")
+            _fail(str(err), "paint a finite [h, w] or [batch, h, w] MASK (e.g. with the mask editor), "
+                            f"batched in keyword order: {', '.join(words)}")
+        _warn_on_stretch(mask.shape[-2:], size)
     if mode == MASK_ONLY or (user is not None and mask_combine == "replace"):
         if user is None:
             _fail("mode 'mask only' needs a MASK", "connect a MASK or switch mode to 'clip'")
         return user
     masks = _clip_masks(words, image, size, clip_vision, clip, threshold, temperature)
     return masks if user is None else torch.maximum(masks, user)
+
+
+def _warn_on_stretch(mask_size, image_size, tolerance: float = 0.02) -> None:
+    """A MASK of another aspect than the image is stretched onto it: say so, it is rarely meant."""
+    mask_aspect, image_aspect = mask_size[1] / mask_size[0], image_size[1] / image_size[0]
+    if abs(mask_aspect - image_aspect) > tolerance * image_aspect:
+        warn(NODE, f"the MASK is {mask_size[1]}x{mask_size[0]} (aspect {mask_aspect:.3f}) but the image is "
+                   f"{image_size[1]}x{image_size[0]} (aspect {image_aspect:.3f}); the MASK is stretched to fit. "
+                   "Paint the mask on the reference image itself to keep regions in place.")
 
 
 def _check_latent(size, latent) -> None:
@@ -193,6 +205,7 @@ class RegionAnchorNode(io.ComfyNode):
     @classmethod
     def execute(cls, image, text_encoder, prompt, keywords, mode, threshold, temperature, frame_decay,
                 mask_combine, clip_vision=None, clip=None, mask=None, latent=None) -> io.NodeOutput:
+        _inputs.check_finite(NODE, threshold=threshold, temperature=temperature, frame_decay=frame_decay)
         words = tokens.parse_keywords(keywords)
         derived = not words
         words = words or tokens.content_words(prompt)

@@ -10,7 +10,7 @@ from ..focal_core.blocks import format_block_list
 from ..focal_core.probe import METRICS, ProbeSettings, SemanticProbe, analyse
 from . import _inputs
 from ._types import Anchor, Probe
-from .hooks import install
+from .dispatch import install
 from .plots import curve_image, heatmap_grid
 
 PROBE_NODE = "Semantic Layer Probe"
@@ -41,6 +41,7 @@ class SemanticLayerProbe(io.ComfyNode):
                 *_inputs.window_inputs(0.1, 0.7),
                 _inputs.branch_input(("positive", "negative"),
                                      "Which CFG pass to measure. 'negative' needs cfg > 1."),
+                _inputs.window_of_input(),
                 Anchor.Input("anchor", optional=True,
                              tooltip="Measure the keyword tokens of this Region Anchor instead of all "
                                      "real prompt tokens."),
@@ -52,14 +53,14 @@ class SemanticLayerProbe(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, model, steps, start_percent, end_percent, branch, anchor=None) -> io.NodeOutput:
-        layout = _inputs.model_layout(model, PROBE_NODE)
+    def execute(cls, model, steps, start_percent, end_percent, branch, window_of=_inputs.WINDOW_OF[0],
+                anchor=None) -> io.NodeOutput:
         _inputs.check_window(start_percent, end_percent, PROBE_NODE)
+        layout = _inputs.model_layout(model, PROBE_NODE)
         probe = SemanticProbe(ProbeSettings(
             steps=steps, start_percent=start_percent, end_percent=end_percent,
-            branch=min(_inputs.BRANCHES[branch]), anchor=anchor))
-        patched = install(model, layout, range(layout.num_blocks), probe, wants_block_outputs=True)
-        return io.NodeOutput(patched, ProbeHandle(probe, layout))
+            branch=min(_inputs.BRANCHES[branch]), anchor=anchor, window_of=window_of), layout.num_blocks)
+        return io.NodeOutput(install(model, layout, probe), ProbeHandle(probe, layout))
 
 
 class SemanticLayerReport(io.ComfyNode):
@@ -101,10 +102,9 @@ class SemanticLayerReport(io.ComfyNode):
 
     @classmethod
     def execute(cls, probe, latent, metric, kappa, top_r, exclude_ends, adjacency, frame) -> io.NodeOutput:
-        recording = probe.probe.last
-        if recording is None:
-            raise ValueError(f"{REPORT_NODE}: the probe has not recorded a run; wire the probe's MODEL into the "
-                             "sampler whose LATENT feeds this node")
+        _inputs.check_finite(REPORT_NODE, kappa=kappa)
+        samples = latent["samples"]
+        recording = probe.probe.recording_for(samples, probe.layout.token_grid(samples.shape))
         bar = comfy.utils.ProgressBar(probe.layout.num_blocks)
         report = analyse(recording, probe.layout.num_blocks, metric, kappa, top_r, exclude_ends, adjacency,
                          progress=lambda done, total: bar.update_absolute(done, total))

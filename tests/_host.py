@@ -1,4 +1,5 @@
-"""In-process helpers: load a tiny checkpoint with the host's loader and sample it with comfy.sample."""
+"""In-process helpers: load a tiny checkpoint with the host's loader, patch it through the pack's
+nodes' own ``execute``, and sample it with comfy.sample."""
 import torch
 
 import comfy.clip_vision
@@ -61,3 +62,18 @@ def tiny_sd15():
         "image_size": 32})
     unet = comfy.model_base.BaseModel(config, device=torch.device("cpu"))
     return comfy.model_patcher.ModelPatcher(unet, torch.device("cpu"), torch.device("cpu"))
+
+
+def transfer(model, weak="2-3", sources="1, 4", alpha=0.5, beta=0.0, gamma=0.0, start=0.0, end=1.0,
+             branch="positive", heads="head mean", columns="all text tokens", anchor=None,
+             window_of="whole schedule"):
+    """Focal Attention Transfer's output MODEL."""
+    from focal_guidance.nodes.transfer import FocalAttentionTransfer
+    return FocalAttentionTransfer.execute(model, weak, sources, alpha, beta, gamma, start, end, branch,
+                                          heads, columns, window_of, anchor).args[0]
+
+
+def probe(model, steps=2, start=0.0, end=1.0, branch="positive", anchor=None, window_of="whole schedule"):
+    """Semantic Layer Probe's (MODEL, PROBE) outputs."""
+    from focal_guidance.nodes.probe import SemanticLayerProbe
+    return SemanticLayerProbe.execute(model, steps, start, end, branch, window_of, anchor).args

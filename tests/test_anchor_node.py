@@ -117,6 +117,10 @@ def test_fallback_mode_is_a_uniform_placeholder_with_spans(parts):
 @pytest.mark.parametrize("overrides,message", [
     (dict(keywords="dog"), "dog not found in the prompt"),
     (dict(mask=torch.zeros(1, 60, 104)), "MASK input is all zero"),
+    (dict(mask=torch.ones(1, 1, 60, 104)), "MASK has shape (1, 1, 60, 104)"),
+    (dict(mask=torch.ones(1, 60, 104).index_fill_(1, torch.tensor([3]), float("nan"))), "NaN or infinite"),
+    (dict(threshold=float("nan")), "threshold is nan; give a finite number"),
+    (dict(frame_decay=float("nan")), "frame_decay is nan"),
     (dict(latent={"samples": torch.zeros(1, 16, 5, 40, 40)}), "does not match the latent"),
     (dict(clip_vision="vision_32"), "embeds into 64 dims but the CLIP_VISION model projects to 32"),
     (dict(clip=None), "needs both 'clip_vision' and 'clip'"),
@@ -128,7 +132,16 @@ def test_clear_errors(parts, overrides, message):
     overrides = {k: parts[v] if isinstance(v, str) and v in parts else v for k, v in overrides.items()}
     with pytest.raises(ValueError, match="Region Anchor") as err:
         run(parts, **overrides)
-    assert message in str(err.value) and "Fix:" in str(err.value)
+    assert message in str(err.value)
+    assert "Fix:" in str(err.value) or "give a finite number" in str(err.value)
+
+
+def test_mask_of_another_aspect_warns_that_it_is_stretched(parts, caplog):
+    run(parts, mode="mask only", mask=torch.ones(1, 60, 60), clip_vision=None, clip=None)
+    assert "Region Anchor: the MASK is 60x60 (aspect 1.000) but the image is 416x240" in caplog.text
+    caplog.clear()
+    run(parts, mode="mask only", mask=torch.ones(1, 60, 104), clip_vision=None, clip=None)
+    assert "stretched" not in caplog.text
 
 
 def test_text_embeddings_are_projected_and_options_restored(parts):

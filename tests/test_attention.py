@@ -46,7 +46,7 @@ def random_source(n, cols, seed=1):
 
 def test_unedited_equals_host_kernel(qkv):
     q, k, v = qkv
-    out, rec = text_cross_attention(q, k, v, TextEdit())
+    out, (rec,) = text_cross_attention(q, k, v, [TextEdit()])
     host = attention_pytorch(q, k, v, H, skip_reshape=True, skip_output_reshape=True)
     torch.testing.assert_close(out, host, atol=1e-5, rtol=1e-5)
     assert rec is None
@@ -59,7 +59,7 @@ def test_bias_and_full_blend_match_naive(qkv):
     source = random_source(N, L)
     edit = TextEdit(bias=bias, bias_columns=columns, source=source, alpha=0.4,
                     record_columns=slice(None))
-    out, rec = text_cross_attention(q, k, v, edit)
+    out, (rec,) = text_cross_attention(q, k, v, [edit])
     ref_out, ref_p = naive_text_attention(q, k, v, bias, columns, source, 0.4)
     torch.testing.assert_close(out, ref_out, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(rec, ref_p.mean(1), atol=1e-6, rtol=1e-5)
@@ -72,7 +72,7 @@ def test_keyword_column_blend_matches_naive_and_keeps_rows_normalised(qkv):
     source = random_source(N, 3) * 0.8
     edit = TextEdit(source=source, source_columns=cols, alpha=0.7, record_columns=slice(None),
                     record_per_head=True)
-    out, rec = text_cross_attention(q, k, v, edit)
+    out, (rec,) = text_cross_attention(q, k, v, [edit])
     ref_out, ref_p = naive_text_attention(q, k, v, source=source, alpha=0.7, source_columns=cols)
     torch.testing.assert_close(out, ref_out, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(rec, ref_p, atol=1e-6, rtol=1e-5)
@@ -84,8 +84,8 @@ def test_chunked_equals_unchunked(qkv, chunk):
     q, k, v = qkv
     edit = TextEdit(bias=torch.randn(N, 1), bias_columns=torch.tensor([3]), source=random_source(N, L),
                     alpha=0.3, record_columns=torch.tensor([3, 4]))
-    whole, rec_whole = text_cross_attention(q, k, v, edit, chunk_size=10_000)
-    parts, rec_parts = text_cross_attention(q, k, v, edit, chunk_size=chunk)
+    whole, (rec_whole,) = text_cross_attention(q, k, v, [edit], chunk_size=10_000)
+    parts, (rec_parts,) = text_cross_attention(q, k, v, [edit], chunk_size=chunk)
     torch.testing.assert_close(parts, whole, atol=1e-6, rtol=1e-6)
     torch.testing.assert_close(rec_parts, rec_whole, atol=1e-7, rtol=1e-6)
 
@@ -128,7 +128,7 @@ def test_joint_edit_matches_materialised_reference(with_mask):
     columns, bias = torch.tensor([1, 4]), torch.randn(n_video, 2)
     source = random_source(n_video, n_text) * 0.2
     edit = TextEdit(bias=bias, bias_columns=columns, source=source, alpha=0.5, record_columns=slice(None))
-    out, rec = joint_attention_text_edit(q, k, v, n_video, edit, key_mask=mask, chunk_size=7)
+    out, (rec,) = joint_attention_text_edit(q, k, v, n_video, [edit], key_mask=mask, chunk_size=7)
     ref_out, ref_text_p = naive_joint(q, k, v, n_video, bias, columns, source, 0.5, mask)
     torch.testing.assert_close(out, ref_out, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(rec, ref_text_p.mean(1), atol=1e-5, rtol=1e-4)
@@ -137,7 +137,7 @@ def test_joint_edit_matches_materialised_reference(with_mask):
 def test_joint_without_edit_equals_sdpa():
     gen = torch.Generator().manual_seed(4)
     q, k, v = (torch.randn(1, H, 25, D, generator=gen) for _ in range(3))
-    out, _ = joint_attention_text_edit(q, k, v, 20, TextEdit())
+    out, _ = joint_attention_text_edit(q, k, v, 20, [TextEdit()])
     torch.testing.assert_close(out, F.scaled_dot_product_attention(q, k, v), atol=1e-5, rtol=1e-5)
 
 
@@ -146,7 +146,29 @@ def test_blend_moves_map_toward_source_monotonically(qkv):
     source = random_source(N, L, seed=9)
     correlations = []
     for alpha in (0.0, 0.25, 0.5, 0.75, 1.0):
-        _, rec = text_cross_attention(q, k, v, TextEdit(source=source, alpha=alpha, record_columns=slice(None)))
+        _, (rec,) = text_cross_attention(q, k, v, [TextEdit(source=source, alpha=alpha, record_columns=slice(None))])
         correlations.append(torch.corrcoef(torch.stack([rec[0].flatten(), source.flatten()]))[0, 1].item())
     assert all(b > a for a, b in zip(correlations, correlations[1:])), correlations
     assert correlations[-1] == pytest.approx(1.0, abs=1e-5)
+
+
+def test_two_edits_compose_biases_add_then_blends_in_order(qkv):
+    """The dispatcher's composition rule: every bias adds to the logits, then blends apply in order,
+    and every recording sees the final probabilities."""
+    q, k, v = qkv
+    cols_a, cols_b = torch.tensor([2, 5]), torch.tensor([5, 9])
+    bias_a, bias_b = torch.randn(N, 2), torch.randn(N, 2)
+    src_a, src_b = random_source(N, L, seed=2), random_source(N, L, seed=3)
+    first = TextEdit(bias=bias_a, bias_columns=cols_a, source=src_a, alpha=0.3, record_columns=slice(None))
+    second = TextEdit(bias=bias_b, bias_columns=cols_b, source=src_b, alpha=0.5)
+    recorder = TextEdit(record_columns=torch.tensor([5]))
+    out, (rec_first, rec_second, rec_recorder) = text_cross_attention(q, k, v, [first, second, recorder])
+    summed = torch.zeros(N, L)
+    summed[:, cols_a] += bias_a
+    summed[:, cols_b] += bias_b
+    p = torch.softmax((q @ k.transpose(-1, -2)) / math.sqrt(D) + summed, -1)
+    p = 0.5 * (0.7 * p + 0.3 * src_a) + 0.5 * src_b
+    torch.testing.assert_close(out, p @ v, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(rec_first, p.mean(1), atol=1e-6, rtol=1e-5)
+    assert rec_second is None
+    torch.testing.assert_close(rec_recorder, p.mean(1)[..., [5]], atol=1e-6, rtol=1e-5)

@@ -7,15 +7,12 @@ import torch
 import comfy.sd
 
 import _host
+from _host import probe
 import make_tiny_models as tiny
 from focal_guidance.focal_core.anchors import RegionAnchor
-from focal_guidance.nodes.probe import SemanticLayerProbe, SemanticLayerReport
+from focal_guidance.nodes.probe import SemanticLayerReport
 
 PLANTED = (5, 9)
-
-
-def probe(model, steps=2, start=0.0, end=1.0, branch="positive", anchor=None):
-    return SemanticLayerProbe.execute(model, steps, start, end, branch, anchor).args
 
 
 def report(handle, latent, metric="attention", kappa=2.0, top_r=2, exclude_ends=2, frame=0):
@@ -77,7 +74,7 @@ def test_recording_is_bit_identical_and_complete(tiny_models, family):
     patched, handle = probe(model, steps=3)
     out = _host.sample(patched, family, steps=4)
     assert torch.equal(base, out)
-    recording = handle.probe.last
+    recording = handle.probe.recordings[-1]
     assert recording.grid == (2, 4, 6) and len(recording.steps) == 3
     for metric in ("attention", "hidden"):
         assert len(recording.maps[metric]) == 3 * 6
@@ -110,12 +107,13 @@ def test_keyword_columns_from_anchor_change_the_measure(tiny_models):
     patched_kw, keywords = probe(model, anchor=anchor)
     _host.sample(patched_all, "wan_t2v")
     _host.sample(patched_kw, "wan_t2v")
-    key = next(iter(all_tokens.probe.last.maps["attention"]))
+    all_maps, keyword_maps = (h.probe.recordings[-1].maps["attention"] for h in (all_tokens, keywords))
+    key = next(iter(all_maps))
     # mass on 2 of the 7 prompt tokens is strictly less than on all 7, token by token
-    assert torch.all(keywords.probe.last.maps["attention"][key] < all_tokens.probe.last.maps["attention"][key])
+    assert torch.all(keyword_maps[key] < all_maps[key])
 
 
-def test_probe_errors_name_the_node_and_the_fix(tiny_models):
+def test_probe_errors_name_the_node_and_the_fix(tiny_models, caplog):
     model = _host.load(tiny_models, "wan_t2v")
     patched, handle = probe(model, branch="negative")
     with pytest.raises(ValueError, match="Semantic Layer Probe: branch 'negative' needs a negative pass"):
@@ -127,7 +125,9 @@ def test_probe_errors_name_the_node_and_the_fix(tiny_models):
     with pytest.raises(ValueError, match="Semantic Layer Report: frame 5 does not exist"):
         report(unused, out, frame=5)
     late, late_handle = probe(model, start=0.99, end=1.0)
-    with pytest.raises(ValueError, match="Semantic Layer Report: nothing was recorded"):
-        report(late_handle, _host.sample(late, "wan_t2v"))
+    late_out = _host.sample(late, "wan_t2v")
+    assert "Semantic Layer Probe: the window 0.99-1 (whole schedule) holds none of the 3 sampled steps" in caplog.text
+    with pytest.raises(ValueError, match="Semantic Layer Report: the probe has not recorded a run"):
+        report(late_handle, late_out)
     with pytest.raises(ValueError, match="Semantic Layer Probe: UNetModel is not a supported model family"):
         probe(_host.tiny_sd15())

@@ -11,22 +11,16 @@ import comfy.samplers
 from comfy_extras.nodes_slg import SkipLayerGuidanceDiT
 
 import _host
+from _host import transfer
 from focal_guidance.focal_core.anchors import RegionAnchor
 from focal_guidance.focal_core.transfer import AttentionTransfer, TransferSettings
-from focal_guidance.nodes.hooks import install
-from focal_guidance.nodes.transfer import FocalAttentionTransfer
+from focal_guidance.nodes.dispatch import install
 
 FAMILIES = ["wan_i2v", "wan_t2v", "wan22_i2v", "hunyuan_i2v"]
 EXPECTED = {
     "wan_i2v": ("WAN21_I2V", 6), "wan_t2v": ("WAN21_T2V", 6),
     "wan22_i2v": ("WAN21_T2V", 6), "hunyuan_i2v": ("HunyuanVideoI2V", 6),
 }
-
-
-def transfer(model, weak="2-3", sources="1, 4", alpha=0.5, beta=0.0, gamma=0.0, start=0.0, end=1.0,
-             branch="positive", heads="head mean", columns="all text tokens", anchor=None):
-    return FocalAttentionTransfer.execute(model, weak, sources, alpha, beta, gamma, start, end, branch,
-                                          heads, columns, anchor).args[0]
 
 
 @pytest.fixture(scope="module", params=FAMILIES)
@@ -61,9 +55,10 @@ def test_tiny_checkpoints_are_detected_and_sample(family_model):
     assert out.shape == _host.latent().shape and torch.isfinite(out).all()
 
 
-def test_strength_zero_is_bit_identical_and_hooks_ran(family_model):
+def test_recording_only_is_bit_identical(family_model):
+    """Sources that record for a transfer whose weak blocks are outside the window change nothing."""
     family, model = family_model
-    patched = transfer(model, alpha=0.0)
+    patched = transfer(model, start=0.99, end=1.0)
     assert "optimized_attention_override" in patched.model_options["transformer_options"]
     assert torch.equal(_host.sample(model, family), _host.sample(patched, family))
 
@@ -164,7 +159,7 @@ def spy_install(model, settings):
     from focal_guidance.focal_core.adapters import adapter_for
     handler = SpyTransfer(settings)
     layout = adapter_for(model.get_model_object("diffusion_model")).layout
-    return install(model, layout, handler.blocks, handler), handler
+    return install(model, layout, handler), handler
 
 
 @pytest.mark.parametrize("sampler", ["euler", "heun", "dpm_2"])
@@ -262,8 +257,15 @@ def test_errors_name_the_node_and_the_fix(tiny_models):
     model = _host.load(tiny_models, "wan_i2v")
     with pytest.raises(ValueError, match="Focal Attention Transfer: weak_blocks: block '6' is out of range"):
         transfer(model, weak="2, 6")
-    with pytest.raises(ValueError, match="Focal Attention Transfer: weak_blocks is empty"):
-        transfer(model, weak=" ")
+    with pytest.raises(ValueError, match="Focal Attention Transfer: weak_blocks: '1,,2' has an empty item"):
+        transfer(model, weak="1,,2")
+    with pytest.raises(ValueError, match="Focal Attention Transfer: source_blocks: '１' is not a block index"):
+        transfer(model, sources="１")
+    for name, bad in (("alpha", {"alpha": float("nan")}), ("beta", {"beta": float("nan")}),
+                      ("gamma", {"gamma": float("inf")}), ("start_percent", {"start": float("nan")}),
+                      ("end_percent", {"end": float("nan")})):
+        with pytest.raises(ValueError, match=f"Focal Attention Transfer: {name} is (nan|inf); give a finite number"):
+            transfer(model, **bad)
     with pytest.raises(ValueError, match="both weak and source"):
         transfer(model, weak="2", sources="2")
     with pytest.raises(ValueError, match="needs an anchor"):
@@ -328,12 +330,15 @@ def test_window_follows_a_model_sampling_node_placed_after_fg(tiny_models):
 
 
 @pytest.mark.parametrize("family", ["wan_i2v", "hunyuan_i2v"])
-def test_attention_fallback_anchor_is_refined_from_source_blocks(tiny_models, family):
-    """A 'model attention (fallback)' anchor: step 1 only records, later steps carry a spatial bias."""
+@pytest.mark.parametrize("sources, first_biased_step", [((1,), 0), ((4,), 1), ((1, 4), 1)],
+                         ids=["shallower", "deeper", "both"])
+def test_attention_fallback_anchor_is_refined_from_source_blocks(tiny_models, family, sources, first_biased_step):
+    """A 'model attention (fallback)' anchor is refined as soon as every source has recorded once:
+    in the same step when all sources are shallower than the weak block, else in the next step."""
     model = _host.load(tiny_models, family)
     placeholder = RegionAnchor(("cat", "ball"), torch.full((2, 4, 6), 0.5), ((0,), (2, 3)),
                                prompt_tokens=_host.TEXT_TOKENS)
-    settings = TransferSettings(**{**settings_for(model, weak=(3,), sources=(1, 4), alpha=0.0,
+    settings = TransferSettings(**{**settings_for(model, weak=(3,), sources=sources, alpha=0.0,
                                                   anchor=placeholder).__dict__, "beta": 2.0, "gamma": 1.0})
     patched, spy = spy_install(model, settings)
     biases, states = {}, []
@@ -348,10 +353,11 @@ def test_attention_fallback_anchor_is_refined_from_source_blocks(tiny_models, fa
     spy.edit_for = capture
     out = _host.sample(patched, family, steps=3)
     assert torch.isfinite(out).all() and not torch.equal(out, _host.sample(model, family, steps=3))
-    assert biases[0] is None and biases[1] is not None
-    masks = states[-1]["refined_masks"]
+    assert [step for step, bias in sorted(biases.items()) if bias is not None][0] == first_biased_step
+    assert all(biases[step] is not None for step in range(first_biased_step, 3))
+    masks = states[-1].refined_masks
     assert masks.shape == (2, 4, 6) and masks.max() == 1.0 and masks.min() == 0.0
-    frame0 = biases[1][:24]
+    frame0 = biases[first_biased_step][:24]
     assert frame0.unique().numel() > 2  # a soft spatial bias, not the placeholder's constant
 
 
@@ -360,4 +366,4 @@ def test_attention_fallback_needs_source_blocks(tiny_models):
     placeholder = RegionAnchor(("cat",), torch.full((1, 4, 6), 0.5), ((0,),))
     with pytest.raises(ValueError, match="Focal Attention Transfer: the anchor comes from Region Anchor's "
                                          "'model attention \\(fallback\\)' mode"):
-        _host.sample(transfer(model, sources="", anchor=placeholder, beta=1.0), "wan_i2v")
+        transfer(model, sources="", anchor=placeholder, beta=1.0)

@@ -1,0 +1,269 @@
+"""One Focal Guidance dispatcher per patched model; every handler acts through it, in graph order.
+
+The first Focal Guidance node on a model's chain installs, in its clone, three host hooks, each
+chained to whatever was there before:
+- a ``patches_replace["dit"]`` marker per touched block, which tags ``transformer_options`` with
+  the flat block index (ComfyUI 0.3.75 Wan does not set ``block_index`` itself);
+- one ``optimized_attention_override`` that routes each CFG chunk of a tagged block's text
+  attention: chunks that no handler changes keep the host kernel (and any earlier override),
+  called with a ``cond_or_uncond`` that lists exactly the chunks it is given;
+- one OUTER_SAMPLE wrapper that starts every handler's run state and resets it in ``finally``.
+Every later node (a probe, a second transfer) only appends its handler to the model's
+:class:`FocalPlan` (IPAdapter's one replacement per layer, accumulating adapters). In one text
+attention call all handlers share one edit: biases add, blends apply in graph order, recordings
+see the probabilities the model really uses (``focal_core.attention``). No handler ever sees a
+partial batch. The plan lives in ``transformer_options``; the run lives in the sampler's per-run
+copy of it, so nothing outlives the run.
+"""
+from dataclasses import dataclass, field
+
+import comfy.patcher_extension
+import torch
+
+from ..focal_core.adapters import Layout
+from ..focal_core.attention import changes_output, joint_attention_text_edit, text_cross_attention
+from ..focal_core.strategy import Handler, RunContext, TextCall
+from .notify import warn
+
+PLAN = "focal_guidance"            # transformer_options key of the model's FocalPlan
+RUN = "focal_guidance_run"         # key in the sampler's per-run options: the live FocalRun
+BLOCK = "focal_guidance_block"     # key the marker sets for the running block: its BlockMark
+
+
+@dataclass(frozen=True)
+class FocalPlan:
+    """The handlers of one patched model, in graph order. Shared by clones (see Handler)."""
+    layout: Layout
+    handlers: tuple[Handler, ...] = ()
+
+    def __deepcopy__(self, memo):
+        return self
+
+    @property
+    def blocks(self) -> frozenset:
+        return frozenset().union(*(h.blocks for h in self.handlers))
+
+
+@dataclass
+class FocalRun:
+    """One sampling run: the context, each handler's state, and the step of the current model call."""
+    plan: FocalPlan
+    ctx: RunContext
+    states: list = field(default_factory=list)
+    warned: set = field(default_factory=set)
+    _sigmas: torch.Tensor | None = None
+    _sigma_step: tuple = (0.0, 0)
+
+    def sigma_step(self, sigmas: torch.Tensor) -> tuple[float, int]:
+        """(sigma, step) of a model call; one host sync per model call, not one per block."""
+        if sigmas is not self._sigmas:
+            sigma = float(sigmas.flatten()[0])
+            self._sigmas, self._sigma_step = sigmas, (sigma, self.ctx.step_index(sigma))
+        return self._sigma_step
+
+    def handlers_of(self, block: int):
+        return [(h, s) for h, s in zip(self.plan.handlers, self.states) if block in h.blocks]
+
+    def warn_once(self, key, node: str, message: str):
+        if key not in self.warned:
+            self.warned.add(key)
+            warn(node, message)
+
+
+@dataclass
+class BlockMark:
+    """Scratch of one block call: its flat index and how many attention calls it has made."""
+    index: int
+    attention_calls: int = 0
+
+
+def install(model, layout: Layout, handler: Handler):
+    """A clone of ``model`` with ``handler`` appended to its Focal Guidance plan."""
+    m = model.clone()
+    options = m.model_options.setdefault("transformer_options", {})
+    plan = options.get(PLAN)
+    if plan is None:
+        plan = FocalPlan(layout)
+        m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, PLAN, _outer_sample)
+        options["optimized_attention_override"] = _dispatcher(options.get("optimized_attention_override"))
+    dit = options.setdefault("patches_replace", {}).setdefault("dit", {})
+    for block in sorted(handler.blocks - plan.blocks):
+        key = layout.block_keys[block]
+        dit[key] = _marker(block, dit.get(key))
+    options[PLAN] = FocalPlan(plan.layout, plan.handlers + (handler,))
+    return m
+
+
+def _outer_sample(executor, *args, **kwargs):
+    noise, sigmas = args[0], args[3]
+    guider = executor.class_obj
+    options = guider.model_options["transformer_options"]   # the sampler's own copy for this run
+    plan: FocalPlan = options[PLAN]
+    ctx = RunContext(grid=plan.layout.token_grid(noise.shape), sample_sigmas=sigmas.detach().cpu(),
+                     batch=noise.shape[0], cfg=float(guider.cfg), attention=plan.layout.attention,
+                     percent_to_sigma=guider.model_patcher.get_model_object("model_sampling").percent_to_sigma,
+                     warn=warn, **_text_token_counts(guider))
+    run, output = FocalRun(plan, ctx), None
+    try:
+        for handler in plan.handlers:
+            run.states.append(handler.start_run(ctx))
+        options[RUN] = run
+        output = executor(*args, **kwargs)
+        return output
+    finally:
+        options.pop(RUN, None)
+        for handler, state in zip(plan.handlers, run.states):
+            handler.end_run(state, output)
+
+
+def _marker(block: int, previous):
+    def marker(args, extra):
+        options = args["transformer_options"]
+        run = options.get(RUN)
+        if run is not None:
+            args = {**args, "transformer_options": {**options, BLOCK: BlockMark(block)}}
+        out = previous(args, extra) if previous is not None else extra["original_block"](args)
+        if run is not None:
+            _observe_block(run, block, args, out)
+        return out
+    return marker
+
+
+def _observe_block(run: FocalRun, block: int, args, out):
+    watchers = [(h, s) for h, s in run.handlers_of(block) if h.wants_block_outputs]
+    if not watchers:
+        return
+    options = args["transformer_options"]
+    branches = list(options.get("cond_or_uncond", [0]))
+    per_chunk = out["img"].shape[0] // len(branches)
+    sigma, step = run.sigma_step(options["sigmas"])
+    for i, branch in enumerate(branches):
+        call = TextCall(block, branch, sigma, step, row=i * per_chunk)
+        for handler, state in watchers:
+            handler.on_block(state, call, args, out, run.ctx)
+
+
+def _dispatcher(previous):
+    def call_previous(func, *args, **kwargs):
+        if previous is not None:
+            return previous(func, *args, **kwargs)
+        return func(*args, **kwargs)
+
+    def override(func, *args, **kwargs):
+        options = kwargs.get("transformer_options") or {}
+        run, mark = options.get(RUN), options.get(BLOCK)
+        if run is None or mark is None:
+            return call_previous(func, *args, **kwargs)
+        call_index, mark.attention_calls = mark.attention_calls, mark.attention_calls + 1
+        if call_index != run.plan.layout.text_call:
+            return call_previous(func, *args, **kwargs)
+        return _text_attention(run, mark.index, func, args, kwargs, options, call_previous)
+
+    return override
+
+
+@torch.compiler.disable  # explicit attention in a few blocks: keep it out of compiled graphs
+def _text_attention(run: FocalRun, block: int, func, args, kwargs, options, call_previous):
+    layout, ctx = run.plan.layout, run.ctx
+    q, k, v = args[:3]
+    branches = list(options.get("cond_or_uncond", [0]))
+    if q.shape[0] % len(branches):
+        run.warn_once(("batch", block), "Focal Guidance", f"block {block}: a batch of {q.shape[0]} rows does not "
+                      f"split into the CFG chunks {branches}; the block is left to the host")
+        return call_previous(func, *args, **kwargs)
+    per_chunk = q.shape[0] // len(branches)
+    sigma, step = run.sigma_step(options["sigmas"])
+    chunks = []   # (rows, call, [(handler, state, edit)]) per CFG chunk
+    for i, branch in enumerate(branches):
+        call = TextCall(block, branch, sigma, step, row=i * per_chunk)
+        edits = [(h, s, e) for h, s in run.handlers_of(block)
+                 if (e := h.edit_for(s, call)) is not None and (e.changes_output or e.record_columns is not None)]
+        chunks.append((slice(i * per_chunk, (i + 1) * per_chunk), call, edits))
+    if not any(edits for _, _, edits in chunks):
+        return call_previous(func, *args, **kwargs)
+
+    heads = kwargs["heads"] if "heads" in kwargs else args[3]
+    qh, kh, vh = layout.to_heads(q, k, v, heads)
+    n_video = qh.shape[-2] if layout.attention == "cross" else ctx.n_video
+    if n_video != ctx.n_video or (layout.attention == "joint" and qh.shape[-2] <= n_video):
+        run.warn_once(("tokens", block), "Focal Guidance", f"{qh.shape[-2]} query tokens do not match the "
+                      f"{ctx.grid} token grid; block {block} is left unchanged")
+        return call_previous(func, *args, **kwargs)
+
+    changing = [changes_output(e for _, _, e in edits) for _, _, edits in chunks]
+    out = None
+    for first, last in _runs(changing):   # chunks no edit changes: the host's exact output
+        rows = slice(chunks[first][0].start, chunks[last][0].stop)
+        host = call_previous(func, q[rows], k[rows], v[rows], *args[3:],
+                             **_sub_kwargs(kwargs, options, rows, q.shape[0], branches[first:last + 1]))
+        if out is None:
+            out = host.new_empty((q.shape[0],) + tuple(host.shape[1:]))
+        out[rows] = host
+    mask = kwargs.get("mask")
+    for (rows, call, edits), change in zip(chunks, changing):
+        if not edits:
+            continue
+        text_edits = [e for _, _, e in edits]
+        chunk_mask = None if mask is None else _rows_of(mask, rows, q.shape[0]).float()
+        if layout.attention == "cross":
+            res, recorded = text_cross_attention(qh[rows], kh[rows], vh[rows], text_edits, key_mask=chunk_mask,
+                                                 need_output=change)
+        else:
+            res, recorded = joint_attention_text_edit(qh[rows], kh[rows], vh[rows], n_video, text_edits,
+                                                      key_mask=_expand_mask(chunk_mask))
+        if change:
+            res = layout.from_heads(res)
+            if out is None:
+                out = res.new_empty((q.shape[0],) + tuple(res.shape[1:]))
+            out[rows] = res
+        for (handler, state, _), rec in zip(edits, recorded):
+            if rec is not None:
+                handler.after(state, call, rec)
+    return out
+
+
+def _runs(flags):
+    """(first, last) index pairs of the maximal runs of False in ``flags``."""
+    runs, start = [], None
+    for i, flag in enumerate(list(flags) + [True]):
+        if not flag and start is None:
+            start = i
+        elif flag and start is not None:
+            runs.append((start, i - 1))
+            start = None
+    return runs
+
+
+def _rows_of(t, rows, batch):
+    return t[rows] if t.shape[0] == batch and batch > 1 else t
+
+
+def _sub_kwargs(kwargs, options, rows, batch, branches):
+    """kwargs for a host call on some CFG chunks: the mask and ``cond_or_uncond`` cut to match."""
+    sub = dict(kwargs)
+    if kwargs.get("mask") is not None:
+        sub["mask"] = _rows_of(kwargs["mask"], rows, batch)
+    sub["transformer_options"] = {**options, "cond_or_uncond": branches}
+    return sub
+
+
+def _expand_mask(mask):
+    """Host masks for joint attention are additive [1, 1, L]; SDPA wants [b, h, q, L] broadcastable."""
+    if mask is None:
+        return None
+    while mask.ndim < 4:
+        mask = mask.unsqueeze(-2) if mask.ndim == 3 else mask.unsqueeze(0)
+    return mask
+
+
+def _text_token_counts(guider) -> dict:
+    """Real and padded prompt-token counts per branch: padded rows of the raw context are zero."""
+    real, total = {}, {}
+    for branch, name in ((0, "positive"), (1, "negative")):
+        for cond in guider.original_conds.get(name) or []:
+            context = cond.get("cross_attn")
+            if context is not None and context.ndim == 3:
+                real[branch] = int((context[0].abs().sum(-1) != 0).sum())
+                total[branch] = context.shape[1]
+                break
+    return {"text_tokens": real, "context_tokens": total}

@@ -1,0 +1,20 @@
+"""Run-time warnings that reach the user: the log, and a toast in the browser (web/js/warnings.js).
+
+A node's settings are checked when it runs, but some can only be judged once the sampler has
+started (a window that holds none of the sampled steps): those warnings arrive here.
+"""
+import logging
+
+log = logging.getLogger("FocalGuidance")
+EVENT = "focal_guidance.warning"
+
+
+def warn(node: str, message: str) -> None:
+    log.warning("%s: %s", node, message)
+    try:
+        from server import PromptServer
+    except ImportError:  # in-process use without the HTTP server
+        return
+    server = getattr(PromptServer, "instance", None)
+    if server is not None:
+        server.send_sync(EVENT, {"node": node, "message": message})
