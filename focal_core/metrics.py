@@ -4,7 +4,8 @@ A block's text response map is summarised by two numbers per frame: its spatial 
 (global Moran's I; coherent object-shaped blobs → near +1, noise → near 0) and its size
 (mean response, the "text-visual similarity"). Across depth, blocks whose combined score dips
 below a robust depth trend are the Semantic-Weak Layers; the strongest other intermediate
-blocks are the responsive layers that feed the Attention Cache (method-notes §2.4, §3.1).
+blocks are the responsive layers that feed the Attention Cache. The paper names Moran's I and a
+text-visual similarity per frame and layer; which map they are computed on is our reconstruction.
 
 Shapes use einops letters: ``f`` frames (or any leading dims ``...``), ``h w`` the latent token
 grid, ``l`` blocks.

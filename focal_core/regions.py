@@ -1,4 +1,4 @@
-"""Keyword regions on the reference frame from dense CLIP similarity (FSG, method notes §2.5).
+"""Keyword regions on the reference frame from dense CLIP similarity (FSG: the paper uses CLIP to find them).
 
 A CLIP ViT's patch tokens are not in the joint image–text space: only the pooled CLS token is
 trained to be. MaskCLIP (Zhou et al., 2022) showed that the last block's *value* path, with the
