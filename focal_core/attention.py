@@ -2,19 +2,25 @@
 
 Shapes use einops letters: b batch, h heads, n video queries, l text keys, d head dim,
 c selected text columns. Probabilities are computed in fp32 one chunk of queries at a time,
-so peak extra memory is ``b·h·chunk·l`` floats and a self-attention map is never formed.
+so peak extra memory is about ``2·b·h·chunk·l`` floats and a self-attention map is never formed.
 
 One call takes the edits of every handler on the block, in graph order, and composes them by
 one rule: all biases add to the logits, then the blends apply in order to the probabilities,
 then each edit that asks for a recording receives the final probabilities (what the model uses).
+
+Hot-path rules: every per-call tensor (bias, columns, source) moves to q's device once per call,
+never per chunk; chunks are written into one preallocated output; scale, mask, bias and blend act
+in place on the chunk's own buffers.
 """
 from dataclasses import dataclass
 import math
 
 import torch
-import torch.nn.functional as F
 
 EPS = 1e-12
+LOW_PRECISION = (torch.bfloat16, torch.float16)
+# bmm with an fp32 output from bf16/fp16 operands (fp32 accumulation); CUDA only, torch >= 2.8.
+_BMM_OUT_DTYPE = "out_dtype" in (torch.bmm.__doc__ or "")
 
 
 @dataclass
@@ -43,54 +49,92 @@ class TextEdit:
 
 
 def blend_probabilities(p, source, alpha, columns=None):
-    """Blend ``source`` into the rows of ``p`` and keep each row's total mass.
+    """Blend ``source`` into the rows of ``p`` and keep each row's total mass (``p`` is not modified).
 
     p: [..., n, l] probabilities. source: broadcastable to ``p[..., columns]``.
     With ``columns`` None every column is blended: ``(1-alpha)·p + alpha·source``.
     Otherwise only those columns are blended and the other columns are rescaled so each
     row keeps the total it had (1 for a text softmax, the text mass for joint attention).
     """
+    return _blend_(p.clone(), source, alpha, columns)
+
+
+def _blend_(p, source, alpha, columns):
+    """In-place :func:`blend_probabilities` on a chunk buffer the caller owns."""
     if columns is None:
-        return (1 - alpha) * p + alpha * source
+        return p.mul_(1 - alpha).add_(source, alpha=alpha)
     total = p.sum(-1, keepdim=True)
     picked = p[..., columns]
-    new_picked = (1 - alpha) * picked + alpha * source
-    rest_old = total - picked.sum(-1, keepdim=True)
-    rest_new = (total - new_picked.sum(-1, keepdim=True)).clamp_min(0)
-    out = p * (rest_new / rest_old.clamp_min(EPS))
-    out[..., columns] = new_picked
-    return out
+    new_picked = picked.mul(1 - alpha).add_(source, alpha=alpha)
+    rest_old = (total - picked.sum(-1, keepdim=True)).clamp_min_(EPS)
+    rest_new = total.sub_(new_picked.sum(-1, keepdim=True)).clamp_min_(0)
+    p.mul_(rest_new.div_(rest_old))
+    p[..., columns] = new_picked
+    return p
 
 
 def changes_output(edits) -> bool:
     return any(edit.changes_output for edit in edits)
 
 
-def _apply_biases(logits, edits, start, stop):
-    for edit in edits:
-        if edit.bias is not None:
-            logits[..., edit.bias_columns.to(logits.device)] += edit.bias[start:stop].to(logits)
-    return logits
+def _on(t, device):
+    """Index tensors and slices on the device, once per call."""
+    return t.to(device) if isinstance(t, torch.Tensor) else t
 
 
-def _apply_blends(p, edits, start, stop):
-    for edit in edits:
-        if edit.source is not None and edit.alpha > 0:
-            source = edit.source[..., start:stop, :].to(torch.float32)
-            p = blend_probabilities(p, source, edit.alpha, edit.source_columns)
-    return p
+class _Plan:
+    """One call's edits with their tensors on q's device (fp32 values), and the recording buffers."""
+
+    def __init__(self, edits, device, n):
+        f32 = torch.float32
+        self.biases = [(_on(e.bias_columns, device), e.bias.to(device, f32))
+                       for e in edits if e.bias is not None]
+        self.blends = [(e.source.to(device, f32), e.alpha, _on(e.source_columns, device))
+                       for e in edits if e.source is not None and e.alpha > 0]
+        self.records = [None if e.record_columns is None else [_on(e.record_columns, device), e.record_per_head, None]
+                        for e in edits]
+        self.n = n
+
+    def add_biases_(self, logits, start, stop):
+        for columns, bias in self.biases:
+            logits[..., columns] += bias[start:stop]
+        return logits
+
+    def blend_(self, p, start, stop):
+        for source, alpha, columns in self.blends:
+            p = _blend_(p, source[..., start:stop, :], alpha, columns)
+        return p
+
+    def record(self, p, start, stop):
+        for rec in self.records:
+            if rec is None:
+                continue
+            picked = p[..., rec[0]]
+            if not rec[1]:
+                picked = picked.mean(dim=-3)
+            if rec[2] is None:   # allocated at the first chunk, when the column count is known
+                rec[2] = p.new_empty(picked.shape[:-2] + (self.n, picked.shape[-1]))
+            rec[2][..., start:stop, :] = picked
+
+    def recorded(self):
+        return [None if rec is None else rec[2] for rec in self.records]
 
 
-def _record(p, edits, recs):
-    for edit, chunks in zip(edits, recs):
-        if edit.record_columns is not None:
-            picked = p[..., edit.record_columns]
-            chunks.append(picked if edit.record_per_head else picked.mean(dim=-3))
+def _low_precision_matmuls(q) -> bool:
+    """bf16/fp16 matmuls with fp32 accumulation only where the hardware has them (CUDA).
+
+    On CPUs without bf16 units (AVX2) a bf16 matmul is ~20× slower than fp32, so there the
+    operands are upcast; the result is the same up to fp32 rounding.
+    """
+    return q.is_cuda and q.dtype in LOW_PRECISION and _BMM_OUT_DTYPE
 
 
-def _recorded(edits, recs):
-    return [torch.cat(chunks, dim=-2) if edit.record_columns is not None else None
-            for edit, chunks in zip(edits, recs)]
+def _bmm_f32(a, b):
+    """``a @ b`` in fp32 from bf16/fp16 operands, accumulated in fp32 (CUDA)."""
+    lead = a.shape[:-2]
+    out = torch.bmm(a.reshape(-1, *a.shape[-2:]), b.expand(*lead, *b.shape[-2:]).reshape(-1, *b.shape[-2:]),
+                    out_dtype=torch.float32)
+    return out.view(*lead, *out.shape[-2:])
 
 
 def text_cross_attention(q, k, v, edits, key_mask=None, chunk_size: int = 1024, need_output: bool = True):
@@ -100,62 +144,118 @@ def text_cross_attention(q, k, v, edits, key_mask=None, chunk_size: int = 1024, 
     edits: a sequence of :class:`TextEdit`, composed as the module docstring says.
     Returns ``(out [b, h, n, d] in q's dtype or None, recorded)``: ``recorded[i]`` is
     ``[b, n, c]`` / ``[b, h, n, c]`` for an edit that asks for a recording, else None.
-    ``need_output=False`` only records, for callers that keep the host kernel's exact output.
+    ``out`` is a [b, h, n, d] view of a [b, n, h, d] buffer, so the caller's merge of the heads
+    back to [b, n, h·d] is free. ``need_output=False`` only records, for callers that keep the
+    host kernel's exact output. On CUDA, bf16/fp16 inputs run both matmuls in their own dtype with
+    fp32 accumulation; the softmax and the edits are always fp32.
     """
-    scale = 1.0 / math.sqrt(q.shape[-1])
-    kf, vf = k.float(), v.float()
-    outs, recs = [], [[] for _ in edits]
-    for start in range(0, q.shape[-2], chunk_size):
-        stop = min(start + chunk_size, q.shape[-2])
-        logits = torch.matmul(q[..., start:stop, :].float(), kf.transpose(-1, -2)) * scale
-        if key_mask is not None:
-            logits = logits + key_mask.float()
-        p = torch.softmax(_apply_biases(logits, edits, start, stop), dim=-1)
-        p = _apply_blends(p, edits, start, stop)
+    b, h, n, d = q.shape
+    scale = 1.0 / math.sqrt(d)
+    low = _low_precision_matmuls(q)
+    plan = _Plan(edits, q.device, n)
+    mask = None if key_mask is None else key_mask.to(q.device, torch.float32)
+    kt = k.transpose(-1, -2) if low else k.transpose(-1, -2).float()
+    vv = v if low else v.float()
+    out = torch.empty(b, n, h, d, dtype=q.dtype, device=q.device).transpose(1, 2) if need_output else None
+    for start in range(0, n, chunk_size):
+        stop = min(start + chunk_size, n)
+        qc = q[..., start:stop, :]
+        logits = _bmm_f32(qc, kt) if low else torch.matmul(qc.float(), kt)
+        logits.mul_(scale)
+        if mask is not None:
+            logits.add_(mask)
+        p = torch.softmax(plan.add_biases_(logits, start, stop), dim=-1)
+        del logits
+        p = plan.blend_(p, start, stop)
         if need_output:
-            outs.append(torch.matmul(p, vf).to(q.dtype))
-        _record(p, edits, recs)
-    return (torch.cat(outs, dim=-2) if need_output else None), _recorded(edits, recs)
+            out[..., start:stop, :] = torch.matmul(p.to(vv.dtype), vv) if low else torch.matmul(p, vv)
+        plan.record(p, start, stop)
+    return out, plan.recorded()
+
+
+def joint_attention_lse(q, k, v, key_mask=None, chunk_size: int = 1024):
+    """``(out, lse)`` of one joint attention, ``lse [b, h, n]`` (fp32) the natural log-sum-exp of each
+    query's scaled logits over all keys; never forms the [n, n] map.
+
+    CPU: the fused flash kernel that ``F.scaled_dot_product_attention`` itself dispatches to, so
+    ``out`` equals the host's SDPA output bit for bit. CUDA: the flash kernel (bf16/fp16, no mask)
+    or the memory-efficient kernel, both of which return the lse. Anything else: exact math in query
+    chunks sized so one chunk's logits stay within ``chunk_size·n`` floats per head.
+    """
+    if q.device.type == "cpu":
+        out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v, attn_mask=key_mask)[:2]
+        return out, lse
+    if q.is_cuda and q.dtype in LOW_PRECISION and key_mask is None and q.shape[-1] <= 256:
+        out, lse = torch.ops.aten._scaled_dot_product_flash_attention(q, k, v)[:2]
+        return out, lse
+    if q.is_cuda:
+        bias = None if key_mask is None else key_mask.to(q.dtype).expand(q.shape[0], q.shape[1], q.shape[2], -1)
+        out, lse = torch.ops.aten._scaled_dot_product_efficient_attention(q, k, v, bias, True)[:2]
+        return out, lse[..., :q.shape[-2]]
+    return _joint_attention_lse_math(q, k, v, key_mask, chunk_size)
+
+
+def _joint_attention_lse_math(q, k, v, key_mask, chunk_size):
+    b, h, n, d = q.shape
+    scale = 1.0 / math.sqrt(d)
+    rows = max(1, chunk_size * chunk_size // max(n, 1))
+    kt, vf = k.transpose(-1, -2).float(), v.float()
+    out = torch.empty_like(q)
+    lse = q.new_empty((b, h, n), dtype=torch.float32)
+    for start in range(0, n, rows):
+        stop = min(start + rows, n)
+        logits = torch.matmul(q[..., start:stop, :].float(), kt).mul_(scale)
+        if key_mask is not None:
+            logits.add_(key_mask if key_mask.ndim < 2 or key_mask.shape[-2] == 1 else key_mask[..., start:stop, :])
+        lse[..., start:stop] = torch.logsumexp(logits, dim=-1)
+        out[..., start:stop, :] = torch.matmul(logits.sub_(lse[..., start:stop, None]).exp_(), vf)
+    return out, lse
 
 
 def joint_attention_text_edit(q, k, v, n_video: int, edits, key_mask=None, chunk_size: int = 1024):
-    """Edit only the video-query × text-key block of a joint attention (MMDiT), in O(n·l).
+    """Edit only the video-query × text-key block of a joint attention (MMDiT), in one joint attention.
 
     q, k, v: [b, h, n_video + l, d], video tokens first. key_mask: additive, broadcastable
-    to [b, h, 1, n_video + l]. One fused SDPA call over all keys, with a value channel that
-    is 1 on text keys, gives the original output and each query's joint text mass ``m``
-    without forming the [n, n] map. The text block is then recomputed explicitly; the
-    video→video part is rescaled so every row stays normalised over all keys.
+    to [b, h, 1, n_video + l]. One fused attention over all keys gives the original output and
+    each query's log-sum-exp over all keys (:func:`joint_attention_lse`); the original joint text
+    probabilities are ``exp(logit - lse)``. The text block is then recomputed explicitly in query
+    chunks and the video→video part is rescaled so every row stays normalised over all keys.
+    Nothing of size [n, n] is ever allocated.
     Returns ``(out [b, h, n_video + l, d], recorded)`` as :func:`text_cross_attention` does;
-    text-query rows are unchanged.
+    text-query rows are unchanged, and with only recording edits ``out`` is the fused kernel's
+    output itself (on CPU bit-identical to the host's SDPA).
     """
-    b, h, total, d = q.shape
-    is_text = torch.zeros(total, device=v.device, dtype=v.dtype)
-    is_text[n_video:] = 1
-    pad = (-(d + 1)) % 8  # keep fused kernels on an aligned head size
-    v_aug = torch.cat([v, is_text[:, None].expand(b, h, total, 1), v.new_zeros(b, h, total, pad)], dim=-1)
-    fused = F.scaled_dot_product_attention(q, k, v_aug, attn_mask=key_mask)
-    out = fused[..., :d].clone()
-    text_mass = fused[..., :n_video, d].float()
+    d = q.shape[-1]
+    out, lse = joint_attention_lse(q, k, v, key_mask, chunk_size)
+    plan = _Plan(edits, q.device, n_video)
+    change = changes_output(edits)
+    if not change and not any(r is not None for r in plan.records):
+        return out, plan.recorded()
 
     scale = 1.0 / math.sqrt(d)
-    k_txt, v_txt = k[..., n_video:, :].float(), v[..., n_video:, :].float()
-    txt_mask = None if key_mask is None else key_mask[..., n_video:].float()
-    recs = [[] for _ in edits]
+    kt, v_txt = k[..., n_video:, :].transpose(-1, -2).float(), v[..., n_video:, :].float()
+    txt_mask = None if key_mask is None else key_mask[..., n_video:].to(torch.float32)
     for start in range(0, n_video, chunk_size):
         stop = min(start + chunk_size, n_video)
-        logits = torch.matmul(q[..., start:stop, :].float(), k_txt.transpose(-1, -2)) * scale
+        logits = torch.matmul(q[..., start:stop, :].float(), kt).mul_(scale)
         if txt_mask is not None:
-            logits = logits + txt_mask
-        m = text_mass[..., start:stop].clamp(EPS, 1 - 1e-6).unsqueeze(-1)
-        lse_txt = torch.logsumexp(logits, dim=-1, keepdim=True)
-        p_orig = torch.exp(logits - lse_txt) * m
-        log_z_video = lse_txt + torch.log1p(-m) - torch.log(m)
-        edited = _apply_biases(logits.clone(), edits, start, stop)
-        log_z_new = torch.logaddexp(log_z_video, torch.logsumexp(edited, dim=-1, keepdim=True))
-        p_new = _apply_blends(torch.exp(edited - log_z_new), edits, start, stop)
-        video_part = out[..., start:stop, :].float() - torch.matmul(p_orig, v_txt)
-        video_scale = (1 - p_new.sum(-1, keepdim=True)).clamp_min(0) / (1 - m)
-        out[..., start:stop, :] = (video_part * video_scale + torch.matmul(p_new, v_txt)).to(out.dtype)
-        _record(p_new, edits, recs)
-    return out, _recorded(edits, recs)
+            logits.add_(txt_mask)
+        lse_c = lse[..., start:stop, None]
+        if not change:   # recording only: the original joint text probabilities
+            plan.record(logits.sub_(lse_c).exp_(), start, stop)
+            continue
+        p_orig = torch.exp(logits - lse_c)
+        m = p_orig.sum(-1, keepdim=True).clamp_(EPS, 1 - 1e-6)
+        if plan.biases:
+            log_z_video = lse_c + torch.log1p(-m)
+            edited = plan.add_biases_(logits, start, stop)
+            log_z_new = torch.logaddexp(log_z_video, torch.logsumexp(edited, dim=-1, keepdim=True))
+            p_new = edited.sub_(log_z_new).exp_()
+        else:
+            p_new = logits.sub_(lse_c).exp_()
+        p_new = plan.blend_(p_new, start, stop)
+        o = out[..., start:stop, :].float()
+        o.sub_(torch.matmul(p_orig, v_txt)).mul_((1 - p_new.sum(-1, keepdim=True)).clamp_min_(0).div_(1 - m))
+        out[..., start:stop, :] = o.add_(torch.matmul(p_new, v_txt))
+        plan.record(p_new, start, stop)
+    return out, plan.recorded()

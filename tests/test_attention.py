@@ -4,6 +4,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from comfy.ldm.modules.attention import attention_pytorch
 from focal_guidance.focal_core.attention import (
@@ -172,3 +173,68 @@ def test_two_edits_compose_biases_add_then_blends_in_order(qkv):
     torch.testing.assert_close(rec_first, p.mean(1), atol=1e-6, rtol=1e-5)
     assert rec_second is None
     torch.testing.assert_close(rec_recorder, p.mean(1)[..., [5]], atol=1e-6, rtol=1e-5)
+
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+# Output tolerance per input dtype against the fp32 reference on the same (rounded) inputs: the
+# output is rounded to the model dtype once (bf16 8 bits, fp16 11 bits of mantissa), and on CUDA
+# P is cast to that dtype for P·V, as the host's own flash kernels do. The probabilities are fp32.
+OUT_TOL = {torch.float32: 1e-5, torch.bfloat16: 2e-2, torch.float16: 3e-3}
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("chunk", [6, 1024])
+def test_model_dtype_matches_fp32_reference(qkv, device, dtype, chunk):
+    q, k, v = (t.to(device, dtype) for t in qkv)
+    columns, bias = torch.tensor([2, 5]), torch.randn(N, 2)
+    source = random_source(N, L)
+    edit = TextEdit(bias=bias, bias_columns=columns, source=source, alpha=0.4, record_columns=torch.tensor([2, 5]))
+    out, (rec,) = text_cross_attention(q, k, v, [edit], chunk_size=chunk)
+    ref_out, ref_p = naive_text_attention(q.cpu().float(), k.cpu().float(), v.cpu().float(), bias, columns, source, 0.4)
+    assert out.dtype == dtype and rec.dtype == torch.float32
+    torch.testing.assert_close(out.cpu().float(), ref_out, atol=OUT_TOL[dtype], rtol=OUT_TOL[dtype])
+    torch.testing.assert_close(rec.cpu(), ref_p.mean(1)[..., [2, 5]], atol=1e-5, rtol=1e-4)
+
+
+def test_output_is_a_heads_view_of_a_token_major_buffer(qkv):
+    """The caller's [b, n, h·d] merge of the heads is then a view, not a copy."""
+    out, _ = text_cross_attention(*qkv, [TextEdit(bias=torch.randn(N, 1), bias_columns=torch.tensor([0]))])
+    merged = out.transpose(1, 2).reshape(B, N, H * D)
+    assert merged.data_ptr() == out.data_ptr() and merged._base is not None
+
+
+class DeviceCopies(TorchDispatchMode):
+    """Counts copies that cross devices."""
+
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if func is torch.ops.aten._to_copy.default and args[0].device != out.device:
+            self.count += 1
+        return out
+
+
+@pytest.mark.parametrize("chunk", [5, 1024])
+def test_edit_tensors_cross_to_the_device_once_per_call_not_per_chunk(chunk):
+    """q on another device (meta stands in for a GPU): bias, its columns, the source and the
+    recorded columns are copied there once, whatever the chunk count."""
+    q, k, v = torch.randn(1, H, N, D, device="meta"), torch.randn(1, H, L, D, device="meta"), \
+        torch.randn(1, H, L, D, device="meta")
+    edit = TextEdit(bias=torch.randn(N, 2), bias_columns=torch.tensor([1, 3]), source=random_source(N, L),
+                    alpha=0.3, record_columns=torch.tensor([2]))
+    with DeviceCopies() as copies:
+        out, (rec,) = text_cross_attention(q, k, v, [edit], chunk_size=chunk)
+    assert copies.count == 4
+    assert out.device.type == rec.device.type == "meta"
+
+
+def test_blend_probabilities_leaves_its_input_alone():
+    p = torch.softmax(torch.randn(3, 5), -1)
+    before = p.clone()
+    blend_probabilities(p, torch.full((3, 2), 0.2), 0.5, torch.tensor([1, 2]))
+    blend_probabilities(p, torch.full((3, 5), 0.2), 0.5)
+    assert torch.equal(p, before)
