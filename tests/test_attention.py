@@ -8,7 +8,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from comfy.ldm.modules.attention import attention_pytorch
 from focal_guidance.focal_core.attention import (
-    TextEdit, blend_probabilities, joint_attention_text_edit, text_cross_attention)
+    TextEdit, _joint_attention_lse_math, blend_probabilities, joint_attention_lse, joint_attention_text_edit,
+    text_cross_attention)
 
 B, H, N, L, D = 1, 2, 37, 11, 16
 
@@ -238,3 +239,57 @@ def test_blend_probabilities_leaves_its_input_alone():
     blend_probabilities(p, torch.full((3, 2), 0.2), 0.5, torch.tensor([1, 2]))
     blend_probabilities(p, torch.full((3, 5), 0.2), 0.5)
     assert torch.equal(p, before)
+
+
+def joint_inputs(n_video=30, n_text=9, seed=3, masked=True):
+    gen = torch.Generator().manual_seed(seed)
+    q, k, v = (torch.randn(1, H, n_video + n_text, D, generator=gen) for _ in range(3))
+    mask = None
+    if masked:
+        mask = torch.zeros(1, 1, 1, n_video + n_text)
+        mask[..., -2:] = -torch.finfo(torch.float32).max  # the host's padding value
+    return q, k, v, mask
+
+
+@pytest.mark.parametrize("with_mask", [False, True])
+def test_joint_record_only_keeps_the_sdpa_output_bit_for_bit(with_mask):
+    q, k, v, mask = joint_inputs(masked=with_mask)
+    out, (rec,) = joint_attention_text_edit(q, k, v, 30, [TextEdit(record_columns=torch.tensor([0, 3]),
+                                                                   record_per_head=True)], key_mask=mask, chunk_size=7)
+    assert torch.equal(out, F.scaled_dot_product_attention(q, k, v, attn_mask=mask))
+    _, ref_text_p = naive_joint(q, k, v, 30, mask=mask)
+    torch.testing.assert_close(rec, ref_text_p[..., [0, 3]], atol=1e-6, rtol=1e-5)
+
+
+def test_joint_blend_without_bias_matches_materialised_reference():
+    q, k, v, mask = joint_inputs(seed=5)
+    source = random_source(30, 9) * 0.3
+    edit = TextEdit(source=source, alpha=0.6, record_columns=slice(None))
+    out, (rec,) = joint_attention_text_edit(q, k, v, 30, [edit], key_mask=mask, chunk_size=8)
+    ref_out, ref_text_p = naive_joint(q, k, v, 30, source=source, alpha=0.6, mask=mask)
+    torch.testing.assert_close(out, ref_out, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(rec, ref_text_p.mean(1), atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_joint_edit_in_model_dtype_matches_fp32_reference(dtype):
+    q, k, v, mask = (t.to(dtype) if t is not None else None for t in joint_inputs(seed=6))
+    columns, bias = torch.tensor([1, 4]), torch.randn(30, 2)
+    edit = TextEdit(bias=bias, bias_columns=columns, record_columns=slice(None))
+    out, (rec,) = joint_attention_text_edit(q, k, v, 30, [edit], key_mask=mask.float())
+    ref_out, ref_text_p = naive_joint(q.float(), k.float(), v.float(), 30, bias, columns, mask=mask.float())
+    assert out.dtype == dtype
+    torch.testing.assert_close(out.float(), ref_out, atol=OUT_TOL[dtype], rtol=OUT_TOL[dtype])
+    torch.testing.assert_close(rec, ref_text_p.mean(1), atol=OUT_TOL[dtype] / 4, rtol=1e-2)
+
+
+@pytest.mark.parametrize("with_mask", [False, True])
+def test_exact_chunked_fallback_equals_the_fused_kernel(with_mask):
+    """The path for devices without a fused kernel that returns the log-sum-exp."""
+    q, k, v, mask = joint_inputs(n_video=50, seed=7, masked=with_mask)
+    fused_out, fused_lse = joint_attention_lse(q, k, v, mask)
+    out, lse = _joint_attention_lse_math(q, k, v, mask, chunk_size=8)
+    logits = (q @ k.transpose(-1, -2)) / math.sqrt(D) + (0 if mask is None else mask)
+    torch.testing.assert_close(lse, torch.logsumexp(logits, -1), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(fused_lse, lse, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(fused_out, out, atol=1e-5, rtol=1e-5)

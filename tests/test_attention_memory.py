@@ -1,0 +1,83 @@
+"""No pack attention call allocates an N×N tensor (N = all tokens of a joint attention).
+
+A dispatch mode records the largest tensor every ATen op returns. Fused kernels' internal tiles are
+not visible to it; they are bounded by the kernel's block sizes, not by N. The detector is shown to
+catch the old augmented-value joint call, whose odd value head dim sends SDPA to the math path.
+"""
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from focal_guidance.focal_core.attention import (
+    TextEdit, _joint_attention_lse_math, joint_attention_text_edit, text_cross_attention)
+
+H, D, N_VIDEO, N_TEXT = 2, 16, 280, 20
+N = N_VIDEO + N_TEXT
+
+
+class LargestTensor(TorchDispatchMode):
+    def __init__(self):
+        super().__init__()
+        self.numel, self.op = 0, None
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in out if isinstance(out, (tuple, list)) else (out,):
+            if isinstance(t, torch.Tensor) and t.numel() > self.numel:
+                self.numel, self.op = t.numel(), func
+        return out
+
+
+def qkv(n_keys=N):
+    gen = torch.Generator().manual_seed(0)
+    return (torch.randn(1, H, N, D, generator=gen), torch.randn(1, H, n_keys, D, generator=gen),
+            torch.randn(1, H, n_keys, D, generator=gen))
+
+
+EDITS = {
+    "weak": [TextEdit(bias=torch.randn(N_VIDEO, 2), bias_columns=torch.tensor([1, 4]),
+                      source=torch.softmax(torch.randn(N_VIDEO, N_TEXT), -1) * 0.2, alpha=0.3)],
+    "source": [TextEdit(record_columns=slice(None))],
+    "probe": [TextEdit(record_columns=torch.tensor([1, 4]), record_per_head=True)],
+    "plain": [TextEdit()],
+}
+
+
+def test_detector_catches_the_old_augmented_joint_call():
+    q, k, v = qkv()
+    v_aug = torch.cat([v, torch.ones(1, H, N, 8)], -1)   # value head dim 24 != 16: no fused kernel
+    with LargestTensor() as seen:
+        F.scaled_dot_product_attention(q, k, v_aug)
+    assert seen.numel >= N * N
+
+
+@pytest.mark.parametrize("kind", EDITS)
+@pytest.mark.parametrize("masked", [False, True])
+def test_joint_edit_allocates_nothing_of_size_n_by_n(kind, masked):
+    q, k, v = qkv()
+    mask = None
+    if masked:
+        mask = torch.zeros(1, 1, 1, N)
+        mask[..., -3:] = -torch.finfo(torch.float32).max
+    with LargestTensor() as seen:
+        joint_attention_text_edit(q, k, v, N_VIDEO, EDITS[kind], key_mask=mask, chunk_size=64)
+    assert seen.numel < N * N, (kind, seen.op, seen.numel)
+
+
+def test_exact_fallback_allocates_nothing_of_size_n_by_n():
+    q, k, v = qkv()
+    with LargestTensor() as seen:
+        _joint_attention_lse_math(q, k, v, None, chunk_size=64)
+    assert seen.numel < N * N, (seen.op, seen.numel)
+
+
+@pytest.mark.parametrize("kind", EDITS)
+def test_text_attention_allocates_nothing_of_size_n_by_n(kind):
+    q, k, v = qkv(n_keys=N_TEXT)
+    edits = [TextEdit(**{**e.__dict__, "bias": None if e.bias is None else torch.randn(N, 2),
+                         "source": None if e.source is None else torch.softmax(torch.randn(N, N_TEXT), -1)})
+             for e in EDITS[kind]]
+    with LargestTensor() as seen:
+        text_cross_attention(q, k, v, edits, chunk_size=64)
+    assert seen.numel < N * N, (kind, seen.op, seen.numel)
