@@ -1,8 +1,10 @@
 """Shared fixtures: a real ComfyUI host (in-process, CPU) and tiny real-architecture checkpoints.
 
-The host lives in ``.host/ComfyUI`` (made by ``scripts/setup_host.sh``); override with
-``FOCAL_COMFYUI=/path/to/ComfyUI``. The pack is imported as the package ``focal_guidance``
-because its folder name is not an identifier and a bare ``nodes`` would shadow the host's.
+The host lives in ``.host/ComfyUI`` (made by ``scripts/setup_host.sh``). Point the suite at another
+core with ``FOCAL_COMFYUI=/path/to/ComfyUI`` and run pytest under a Python that has that core's
+requirements; the test servers then use that Python too (scripts/comfy_server.py). The pack is
+imported as the package ``focal_guidance`` because its folder name is not an identifier and a bare
+``nodes`` would shadow the host's. Artifacts go to test-artifacts/comfyui-VERSION, one folder per core.
 """
 import importlib.util
 import os
@@ -13,7 +15,6 @@ import pytest
 
 PACK_DIR = pathlib.Path(__file__).resolve().parents[1]
 COMFY_DIR = pathlib.Path(os.environ.get("FOCAL_COMFYUI", PACK_DIR / ".host" / "ComfyUI")).resolve()
-ARTIFACTS = PACK_DIR / "test-artifacts"
 
 
 def _boot_host():
@@ -31,6 +32,9 @@ def _boot_host():
 
 
 _boot_host()
+import comfyui_version  # noqa: E402  (the host's, on sys.path now)
+
+ARTIFACTS = PACK_DIR / "test-artifacts" / f"comfyui-{comfyui_version.__version__}"
 
 
 @pytest.fixture(scope="session")
@@ -44,5 +48,5 @@ def tiny_models(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def artifacts_dir():
-    ARTIFACTS.mkdir(exist_ok=True)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
     return ARTIFACTS
