@@ -62,7 +62,7 @@ def blend_probabilities(p, source, alpha, columns=None):
 def _blend_(p, source, alpha, columns):
     """In-place :func:`blend_probabilities` on a chunk buffer the caller owns."""
     if columns is None:
-        return p.mul_(1 - alpha).add_(source, alpha=alpha)
+        return p.lerp_(source.expand_as(p), alpha)
     total = p.sum(-1, keepdim=True)
     picked = p[..., columns]
     new_picked = picked.mul(1 - alpha).add_(source, alpha=alpha)
@@ -137,6 +137,13 @@ def _bmm_f32(a, b):
     return out.view(*lead, *out.shape[-2:])
 
 
+def _rows_per_chunk(n, d, l, itemsize, chunk_size):
+    """At most ``chunk_size`` query rows, and otherwise few enough (but >= 64) that a chunk's fp32
+    temporaries, about three [rows, l] maps per head, stay within the output's own size: an edited
+    call then needs at most about twice the memory of the unedited one."""
+    return min(chunk_size, max(64, n * d * itemsize // (12 * l)))
+
+
 def text_cross_attention(q, k, v, edits, key_mask=None, chunk_size: int = 1024, need_output: bool = True):
     """``softmax(q·kᵀ/√d + Σ bias)·v`` with the cache blends, for a text-only cross attention.
 
@@ -154,14 +161,14 @@ def text_cross_attention(q, k, v, edits, key_mask=None, chunk_size: int = 1024, 
     low = _low_precision_matmuls(q)
     plan = _Plan(edits, q.device, n)
     mask = None if key_mask is None else key_mask.to(q.device, torch.float32)
-    kt = k.transpose(-1, -2) if low else k.transpose(-1, -2).float()
+    kt = k.transpose(-1, -2) if low else k.transpose(-1, -2).float() * scale   # fp32: the scale folds into k
     vv = v if low else v.float()
     out = torch.empty(b, n, h, d, dtype=q.dtype, device=q.device).transpose(1, 2) if need_output else None
-    for start in range(0, n, chunk_size):
-        stop = min(start + chunk_size, n)
+    rows = _rows_per_chunk(n, d, k.shape[-2], q.element_size(), chunk_size)
+    for start in range(0, n, rows):
+        stop = min(start + rows, n)
         qc = q[..., start:stop, :]
-        logits = _bmm_f32(qc, kt) if low else torch.matmul(qc.float(), kt)
-        logits.mul_(scale)
+        logits = _bmm_f32(qc, kt).mul_(scale) if low else torch.matmul(qc.float(), kt)
         if mask is not None:
             logits.add_(mask)
         p = torch.softmax(plan.add_biases_(logits, start, stop), dim=-1)
@@ -235,8 +242,9 @@ def joint_attention_text_edit(q, k, v, n_video: int, edits, key_mask=None, chunk
     scale = 1.0 / math.sqrt(d)
     kt, v_txt = k[..., n_video:, :].transpose(-1, -2).float(), v[..., n_video:, :].float()
     txt_mask = None if key_mask is None else key_mask[..., n_video:].to(torch.float32)
-    for start in range(0, n_video, chunk_size):
-        stop = min(start + chunk_size, n_video)
+    rows = _rows_per_chunk(n_video, d, kt.shape[-1], q.element_size(), chunk_size)
+    for start in range(0, n_video, rows):
+        stop = min(start + rows, n_video)
         logits = torch.matmul(q[..., start:stop, :].float(), kt).mul_(scale)
         if txt_mask is not None:
             logits.add_(txt_mask)
@@ -254,8 +262,9 @@ def joint_attention_text_edit(q, k, v, n_video: int, edits, key_mask=None, chunk
         else:
             p_new = logits.sub_(lse_c).exp_()
         p_new = plan.blend_(p_new, start, stop)
-        o = out[..., start:stop, :].float()
-        o.sub_(torch.matmul(p_orig, v_txt)).mul_((1 - p_new.sum(-1, keepdim=True)).clamp_min_(0).div_(1 - m))
-        out[..., start:stop, :] = o.add_(torch.matmul(p_new, v_txt))
         plan.record(p_new, start, stop)
+        # out' = video_part·s + p_new·v_txt with video_part = out − p_orig·v_txt: one matmul
+        s = (1 - p_new.sum(-1, keepdim=True)).clamp_min_(0).div_(1 - m)
+        o = out[..., start:stop, :].float().mul_(s)
+        out[..., start:stop, :] = o.add_(torch.matmul(p_new.sub_(p_orig.mul_(s)), v_txt))
     return out, plan.recorded()
