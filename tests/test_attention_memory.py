@@ -81,3 +81,39 @@ def test_text_attention_allocates_nothing_of_size_n_by_n(kind):
     with LargestTensor() as seen:
         text_cross_attention(q, k, v, edits, chunk_size=64)
     assert seen.numel < N * N, (kind, seen.op, seen.numel)
+
+
+def peak_bytes(fn):
+    """Largest net allocation during ``fn`` (torch.profiler's allocation events)."""
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    now = top = 0
+    for e in sorted((e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"),
+                    key=lambda e: e.start_ns()):
+        now += e.nbytes()
+        top = max(top, now)
+    return top
+
+
+@pytest.mark.parametrize("kind", ["weak", "probe"])
+def test_edited_calls_peak_at_most_twice_the_unedited_call(kind):
+    """Wan- and HunyuanVideo-shaped calls (head dim 128, 512 / 64 text keys): the chunk temporaries
+    stay within the output's size. (A source's all-column record is the cache it keeps, not counted.)"""
+    gen = torch.Generator().manual_seed(1)
+    n, heads, n_text = 1024, 2, 512
+    q = torch.randn(1, heads, n, 128, generator=gen)
+    k, v = (torch.randn(1, heads, n_text, 128, generator=gen) for _ in range(2))
+    edit = {"weak": TextEdit(bias=torch.randn(n, 8), bias_columns=torch.arange(8),
+                             source=torch.softmax(torch.randn(n, n_text), -1), alpha=0.3),
+            "probe": TextEdit(record_columns=torch.arange(8))}[kind]
+    plain = peak_bytes(lambda: F.scaled_dot_product_attention(q, k, v))
+    assert peak_bytes(lambda: text_cross_attention(q, k, v, [edit], need_output=kind == "weak")) <= 2 * plain
+
+    n_video, n_text = 512, 64
+    q, k, v = (torch.randn(1, heads, n_video + n_text, 128, generator=gen) for _ in range(3))
+    edit = {"weak": TextEdit(bias=torch.randn(n_video, 8), bias_columns=torch.arange(8),
+                             source=torch.softmax(torch.randn(n_video, n_text), -1) * 0.2, alpha=0.3),
+            "probe": TextEdit(record_columns=torch.arange(8))}[kind]
+    plain = peak_bytes(lambda: F.scaled_dot_product_attention(q, k, v))
+    assert peak_bytes(lambda: joint_attention_text_edit(q, k, v, n_video, [edit])) <= 2 * plain
