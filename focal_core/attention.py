@@ -192,13 +192,16 @@ def joint_attention_lse(q, k, v, key_mask=None, chunk_size: int = 1024):
     if q.device.type == "cpu":
         out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v, attn_mask=key_mask)[:2]
         return out, lse
-    if q.is_cuda and q.dtype in LOW_PRECISION and key_mask is None and q.shape[-1] <= 256:
-        out, lse = torch.ops.aten._scaled_dot_product_flash_attention(q, k, v)[:2]
-        return out, lse
-    if q.is_cuda:
-        bias = None if key_mask is None else key_mask.to(q.dtype).expand(q.shape[0], q.shape[1], q.shape[2], -1)
-        out, lse = torch.ops.aten._scaled_dot_product_efficient_attention(q, k, v, bias, True)[:2]
-        return out, lse[..., :q.shape[-2]]
+    try:   # a kernel that refuses these inputs (head dim, mask layout, dtype) says so at the call
+        if q.is_cuda and q.dtype in LOW_PRECISION and key_mask is None and q.shape[-1] <= 256:
+            out, lse = torch.ops.aten._scaled_dot_product_flash_attention(q, k, v)[:2]
+            return out, lse
+        if q.is_cuda:
+            bias = None if key_mask is None else key_mask.to(q.dtype).expand(q.shape[0], q.shape[1], q.shape[2], -1)
+            out, lse = torch.ops.aten._scaled_dot_product_efficient_attention(q, k, v, bias, True)[:2]
+            return out, lse[..., :q.shape[-2]]
+    except RuntimeError:
+        pass
     return _joint_attention_lse_math(q, k, v, key_mask, chunk_size)
 
 
