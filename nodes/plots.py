@@ -31,10 +31,13 @@ def _normalise(values):
 
 
 def curve_image(report, width=720, height=320) -> torch.Tensor:
-    """Similarity and Moran's I (each min-max scaled), the score and its depth trend, per block."""
+    """Similarity and Moran's I (each min-max scaled), the score and its depth trend, per block.
+
+    The left axis gives the score's values; the x axis the block numbers.
+    """
     img = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(img)
-    left, right, top, bottom = 40, width - 12, 28, height - 30
+    left, right, top, bottom = 56, width - 12, 28, height - 34
     n = len(report.score)
     xs = [left + (right - left) * i / max(n - 1, 1) for i in range(n)]
 
@@ -53,11 +56,16 @@ def curve_image(report, width=720, height=320) -> torch.Tensor:
         for x, v in zip(xs, norm):
             draw.ellipse([x - 2, y(v) - 2, x + 2, y(v) + 2], fill=colour)
     draw.line([(left, bottom), (right, bottom)], fill=(0, 0, 0))
+    draw.line([(left, top), (left, bottom)], fill=(0, 0, 0))
     for i, x in enumerate(xs):
         if n <= 24 or i % 5 == 0:
             draw.text((x - 4, bottom + 6), str(i), fill=(0, 0, 0))
-    legend = [("similarity", SIM), ("Moran's I", MORAN), ("score", SCORE), ("trend", TREND), ("weak", WEAK),
-              ("responsive", RESPONSIVE)]
+    draw.text(((left + right) / 2 - 12, bottom + 20), "block", fill=(0, 0, 0))
+    for frac in (0.0, 0.5, 1.0):   # the left axis is the score's; similarity and Moran's I are min-max scaled
+        draw.line([(left - 4, y(frac)), (left, y(frac))], fill=(0, 0, 0))
+        draw.text((4, y(frac) - 6), f"{score_lo + frac * span:.3g}", fill=SCORE)
+    legend = [("similarity*", SIM), ("Moran's I*", MORAN), ("score", SCORE), ("trend", TREND), ("weak", WEAK),
+              ("responsive", RESPONSIVE), ("*scaled 0-1", (120, 120, 120))]
     x = left
     for label, colour in legend:
         draw.rectangle([x, 8, x + 10, 18], fill=colour)
