@@ -148,10 +148,14 @@ def render(scene: Scene) -> torch.Tensor:
 
 
 def reference(scene: Scene) -> torch.Tensor:
-    """The I2V reference latent: frame 0 of the clip, empty frames after it."""
-    ref = torch.zeros(CHANNELS, FRAMES, SIZE, SIZE)
-    ref[:, 0] = render(scene)[:, 0]
-    return ref
+    """The I2V reference latent: frame 0 of the clip, repeated in every latent frame.
+
+    WanImageToVideo encodes the image followed by grey frames, so a real model must carry the
+    picture forward through self-attention. Repeating it makes "keep the picture" a local copy
+    that a 45-minute CPU run learns, and it makes the image prior stronger, which is the failure
+    Focal Guidance is meant to fix. The concat mask still marks only frame 0 as given.
+    """
+    return render(scene)[:, :1].expand(CHANNELS, FRAMES, SIZE, SIZE).clone()
 
 
 def object_mask(scene: Scene, index: int = 0) -> torch.Tensor:

@@ -35,7 +35,7 @@ import task  # noqa: E402
 DIM, LAYERS, FFN = 128, 10, 256
 SEED = 20260129
 BATCH = 8
-LR, WARMUP = 6e-4, 200
+LR, WARMUP = 8e-4, 150
 WAN_SHIFT = 8.0
 UNCOND_RATE = 0.1
 TEXT_SEED = 0                 # stand-in encoder seed: harness and tests use the same

@@ -1,0 +1,416 @@
+"""A/B harness: does Focal Guidance make the trained test model follow its prompt more often?
+
+    .venv/bin/python benchmarks/prompt_following/harness.py            # probe, sweep on val, report on test
+    .venv/bin/python benchmarks/prompt_following/harness.py --quick    # smaller splits, a smoke run
+
+Everything runs in-process through the real host: the model comes from ``comfy.sd.load_diffusion_model``
+(what UNETLoader calls), conditioning is built like WanImageToVideo's (``concat_latent_image`` and
+``concat_mask``), sampling is ``comfy.sample.sample``, and Focal Guidance is applied by calling the
+pack's node classes (Semantic Layer Probe/Report, Region Anchor, Focal Attention Transfer).
+
+1. Probe split: Semantic Layer Probe + Report per clip; a block is weak (responsive) for a kappa
+   when at least half of the probe clips call it so.
+2. Validation split: baseline, then each setting with the same seeds; one-at-a-time sweeps of
+   alpha, beta, gamma, the step window and kappa around the node defaults.
+3. Test split: baseline, node defaults, and the best validation setting, never tuned here.
+Reports success rates with 95% Wilson intervals, paired wins/losses against the baseline, the
+named object's mean displacement along the instructed direction, and the keywords' attention mass
+inside their region in the weak blocks (recorded by a Semantic Layer Probe chained after the
+transfer, which sees the probabilities the model really uses). Writes strips (baseline | FG).
+"""
+import argparse
+from dataclasses import dataclass, field, replace
+import importlib.util
+import json
+import os
+import pathlib
+import sys
+
+import torch
+
+HERE = pathlib.Path(__file__).resolve().parent
+PACK = HERE.parents[1]
+sys.path.insert(0, str(HERE))
+import task  # noqa: E402
+
+MODEL_FILE = HERE / "model" / "wan_prompt_following_tiny.safetensors"
+PROBE_FILE = HERE / "model" / "probe_blocks.json"
+TEXT_SEED = 0
+STEPS, CFG, SAMPLER, SCHEDULER = 8, 5.0, "euler", "simple"
+IMAGE_SCALE = 8                      # reference image pixels per latent pixel (Wan's VAE stride)
+KAPPAS = (1.0, 1.5, 2.0, 3.0)
+RGB = {"red": (1.0, 0.15, 0.1), "green": (0.1, 0.85, 0.2), "blue": (0.15, 0.35, 1.0), "yellow": (1.0, 0.9, 0.1)}
+
+
+def boot():
+    """Host on sys.path with CPU forced, the pack as package ``focal_guidance``, the stand-ins importable."""
+    comfy_dir = pathlib.Path(os.environ.get("FOCAL_COMFYUI", PACK / ".host" / "ComfyUI")).resolve()
+    if str(comfy_dir) not in sys.path:
+        sys.path.insert(0, str(comfy_dir))
+    from comfy.cli_args import args
+    args.cpu = not torch.cuda.is_available()
+    if "focal_guidance" not in sys.modules:
+        spec = importlib.util.spec_from_file_location(
+            "focal_guidance", PACK / "__init__.py", submodule_search_locations=[str(PACK)])
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["focal_guidance"] = module
+        spec.loader.exec_module(module)
+    if str(PACK / "tests") not in sys.path:
+        sys.path.insert(0, str(PACK / "tests"))
+
+
+def load_model(path=MODEL_FILE):
+    import comfy.sd
+    return comfy.sd.load_diffusion_model(str(path))
+
+
+def node_call(node, **given):
+    """Call a node's ``execute`` with every input not given set to its schema default."""
+    schema = node.define_schema()
+    kwargs = {i.id: i.default for i in schema.inputs if getattr(i, "default", None) is not None}
+    kwargs.update(given)
+    return node.execute(**kwargs).args
+
+
+# ---------------------------------------------------------------- conditioning and sampling
+
+def conditioning(model, scene: task.Scene):
+    """(positive, negative) like WanImageToVideo: the reference latent and a mask that frees frames 1+."""
+    from standin_nodes import encode_text
+    ref = model.model.process_latent_out(task.reference(scene)[None])      # the host applies process_latent_in
+    mask = torch.ones(1, 1, task.FRAMES, task.SIZE, task.SIZE)
+    mask[:, :, 0] = 0.0
+    extra = {"concat_latent_image": ref, "concat_mask": mask}
+    pos = [[encode_text("wan", scene.prompt, TEXT_SEED)[0][0], dict(extra)]]
+    neg = [[encode_text("wan", "", TEXT_SEED)[0][0], dict(extra)]]
+    return pos, neg
+
+
+def generate(model, scene: task.Scene, seed: int, steps=STEPS, cfg=CFG) -> torch.Tensor:
+    """One clip [16, FRAMES, SIZE, SIZE] in the model's internal latent space."""
+    import comfy.sample
+    latent = torch.zeros(1, task.CHANNELS, task.FRAMES, task.SIZE, task.SIZE)
+    noise = comfy.sample.prepare_noise(latent, seed)
+    pos, neg = conditioning(model, scene)
+    out = comfy.sample.sample(model, noise, steps, cfg, SAMPLER, SCHEDULER, pos, neg, latent,
+                              seed=seed, disable_pbar=True)
+    return model.model.process_latent_in(out)[0].float()
+
+
+# ---------------------------------------------------------------- anchors and Focal Guidance
+
+def reference_image(scene: task.Scene) -> torch.Tensor:
+    """IMAGE [1, H, W, 3] of the reference frame (Region Anchor needs the picture's size)."""
+    return to_rgb(task.reference(scene))[0][None]
+
+
+def anchor_for(scene: task.Scene, mode: str):
+    """Region Anchor for the named object's colour and shape words: 'mask only' from a hand
+    mask of the object, or 'model attention (fallback)'."""
+    from focal_guidance.nodes.anchor import RegionAnchorNode
+    from standin_nodes.word_tokenizer import FocalStandInWordTokenizerCLIP
+    word_clip = FocalStandInWordTokenizerCLIP.execute("wan").args[0]
+    mask = task.object_mask(scene).repeat_interleave(IMAGE_SCALE, 0).repeat_interleave(IMAGE_SCALE, 1)
+    return node_call(RegionAnchorNode, image=reference_image(scene), text_encoder=word_clip, prompt=scene.prompt,
+                     keywords=", ".join(scene.keywords), mode=mode, mask=mask[None] if mode == "mask only" else None)[0]
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    alpha: float = 0.3
+    beta: float = 1.0
+    gamma: float = 0.5
+    start: float = 0.0
+    end: float = 0.5
+    kappa: float = 2.0
+    anchor: str | None = "mask only"       # None: no anchor (Attention Cache only)
+    weak: str | None = None                # override the probe's blocks (diagnostics)
+    sources: str | None = None
+
+
+DEFAULTS = Setting("node defaults")
+
+
+def focal_model(model, scene, setting: Setting, blocks: dict):
+    """The model patched by Focal Attention Transfer as a user would wire it, or None if the probe found
+    no weak blocks at this kappa (then FG has nothing to patch)."""
+    from focal_guidance.nodes.transfer import FocalAttentionTransfer
+    weak = setting.weak if setting.weak is not None else blocks[setting.kappa]["weak"]
+    sources = setting.sources if setting.sources is not None else blocks[setting.kappa]["responsive"]
+    if not weak:
+        return None
+    anchor = anchor_for(scene, setting.anchor) if setting.anchor else None
+    return node_call(FocalAttentionTransfer, model=model, weak_blocks=weak, source_blocks=sources,
+                     alpha=setting.alpha, beta=setting.beta, gamma=setting.gamma, start_percent=setting.start,
+                     end_percent=setting.end, anchor=anchor)[0]
+
+
+def keyword_mass(model, scene, seed, weak: list[int]) -> float:
+    """Fraction of the keywords' attention on the reference frame that falls inside the object,
+    averaged over the weak blocks and the sampled steps, as recorded by a Semantic Layer Probe
+    chained after whatever ``model`` already carries."""
+    from focal_guidance.nodes.probe import SemanticLayerProbe
+    import comfy.sample
+    probed, handle = node_call(SemanticLayerProbe, model=model, steps=STEPS, start_percent=0.0, end_percent=1.0,
+                               anchor=anchor_for(scene, "mask only"))
+    latent = torch.zeros(1, task.CHANNELS, task.FRAMES, task.SIZE, task.SIZE)
+    pos, neg = conditioning(probed, scene)
+    out = comfy.sample.sample(probed, comfy.sample.prepare_noise(latent, seed), STEPS, CFG, SAMPLER, SCHEDULER,
+                              pos, neg, latent, seed=seed, disable_pbar=True)
+    recording = handle.probe.recording_for(out, handle.layout.token_grid(out.shape))
+    region = torch.nn.functional.avg_pool2d(task.object_mask(scene)[None, None], 2)[0, 0]
+    fractions = []
+    for (step, block), maps in recording.maps["attention"].items():
+        if block in weak:
+            frame0 = maps[0].float()
+            fractions.append(float((frame0 * region).sum() / frame0.sum().clamp_min(1e-12)))
+    return sum(fractions) / len(fractions)
+
+
+# ---------------------------------------------------------------- probe
+
+def probe_blocks(model, scenes, seeds) -> dict:
+    """Weak and responsive blocks per kappa, by majority over the probe clips."""
+    from focal_guidance.focal_core.blocks import format_block_list, parse_block_list
+    from focal_guidance.nodes.probe import SemanticLayerProbe, SemanticLayerReport
+    import comfy.sample
+    votes = {k: {"weak": {}, "responsive": {}} for k in KAPPAS}
+    num_blocks = None
+    for scene, seed in zip(scenes, seeds):
+        probed, handle = node_call(SemanticLayerProbe, model=model, anchor=anchor_for(scene, "mask only"))
+        num_blocks = handle.layout.num_blocks
+        latent = torch.zeros(1, task.CHANNELS, task.FRAMES, task.SIZE, task.SIZE)
+        pos, neg = conditioning(probed, scene)
+        out = comfy.sample.sample(probed, comfy.sample.prepare_noise(latent, seed), STEPS, CFG, SAMPLER,
+                                  SCHEDULER, pos, neg, latent, seed=seed, disable_pbar=True)
+        for kappa in KAPPAS:
+            _, _, weak, responsive, _ = node_call(SemanticLayerReport, probe=handle, latent={"samples": out},
+                                                  kappa=kappa)
+            for kind, text in (("weak", weak), ("responsive", responsive)):
+                for b in parse_block_list(text, num_blocks):
+                    votes[kappa][kind][b] = votes[kappa][kind].get(b, 0) + 1
+    half = len(scenes) / 2
+    blocks = {}
+    for kappa, v in votes.items():
+        weak = sorted(b for b, n in v["weak"].items() if n >= half)
+        ranked = sorted(v["responsive"], key=lambda b: (-v["responsive"][b], b))
+        responsive = sorted([b for b in ranked if b not in weak][:2])
+        blocks[kappa] = {"weak": format_block_list(weak), "responsive": format_block_list(responsive),
+                         "weak_votes": v["weak"], "responsive_votes": v["responsive"]}
+    return blocks
+
+
+# ---------------------------------------------------------------- evaluation
+
+@dataclass
+class Outcome:
+    name: str
+    scores: list = field(default_factory=list)
+
+    @property
+    def n(self):
+        return len(self.scores)
+
+    @property
+    def successes(self):
+        return sum(s.followed for s in self.scores)
+
+    def summary(self, base: "Outcome | None" = None) -> dict:
+        low, high = task.wilson_interval(self.successes, self.n)
+        row = {"setting": self.name, "n": self.n, "success": self.successes / self.n, "ci95": (low, high),
+               "exact": sum(s.exact for s in self.scores) / self.n,
+               "along": sum(s.along for s in self.scores) / self.n,
+               "distractor_moved": sum(s.distractor_drift > 1 for s in self.scores) / self.n}
+        if base is not None:
+            row["wins"] = sum(s.followed and not b.followed for s, b in zip(self.scores, base.scores, strict=True))
+            row["losses"] = sum(b.followed and not s.followed for s, b in zip(self.scores, base.scores, strict=True))
+        return row
+
+
+def evaluate(model, scenes, seeds, setting: Setting | None, blocks: dict, keep: dict | None = None) -> Outcome:
+    outcome = Outcome(setting.name if setting else "baseline")
+    for i, (scene, seed) in enumerate(zip(scenes, seeds)):
+        patched = model if setting is None else focal_model(model, scene, setting, blocks)
+        clip = generate(patched if patched is not None else model, scene, seed)
+        outcome.scores.append(task.score(scene, clip))
+        if keep is not None:
+            keep[i] = clip
+    return outcome
+
+
+def split_with_seeds(split: str, n: int):
+    scenes = task.split_scenes(split, n)
+    return scenes, [task.split_seed(split + "/noise", i) % 2**31 for i in range(n)]
+
+
+def sweep_settings() -> list[Setting]:
+    """One input at a time around the node defaults with the probe read at kappa 1 (at the default
+    kappa 2 the probe finds no weak block on this model), each mechanism alone, and two
+    diagnostics that patch more blocks than the probe names."""
+    d = replace(DEFAULTS, name="defaults, kappa 1", kappa=1.0)
+    return [
+        DEFAULTS,
+        d,
+        replace(d, name="FSG only (alpha 0)", alpha=0.0),
+        replace(d, name="cache only (no anchor)", anchor=None),
+        replace(d, name="attention-fallback anchor", anchor="model attention (fallback)"),
+        replace(d, name="alpha 0.6", alpha=0.6),
+        *[replace(d, name=f"beta {b}", beta=b) for b in (0.0, 3.0)],
+        *[replace(d, name=f"gamma {g}", gamma=g) for g in (0.0, 2.0)],
+        *[replace(d, name=f"window {s}-{e}", start=s, end=e) for s, e in ((0.0, 1.0), (0.5, 1.0))],
+        replace(d, name="diagnostic: blocks 3-6 weak, 2 & 7 sources", weak="3-6", sources="2, 7"),
+        replace(d, name="diagnostic: FSG beta 3 in blocks 1-8, no cache", weak="1-8", sources="", alpha=0.0, beta=3.0,
+                end=1.0),
+    ]
+
+
+# ---------------------------------------------------------------- pictures
+
+def to_rgb(clip: torch.Tensor) -> torch.Tensor:
+    """[16, F, h, w] latent → [F, H, W, 3] picture: each colour's response painted in its RGB."""
+    frames = torch.zeros(clip.shape[1], task.SIZE, task.SIZE, 3)
+    for colour, pattern in task.PATTERNS.items():
+        response = (torch.einsum("c,cfhw->fhw", pattern, clip.float()) / pattern.dot(pattern)).clamp(0, 1)
+        frames += response[..., None] * torch.tensor(RGB[colour])
+    frames = frames.clamp(0, 1)
+    return frames.repeat_interleave(IMAGE_SCALE, 1).repeat_interleave(IMAGE_SCALE, 2)
+
+
+def save_strips(path: pathlib.Path, rows: list[tuple[str, torch.Tensor, torch.Tensor]]):
+    """One row per clip: baseline frames | gap | FG frames, with the prompt written above."""
+    from PIL import Image, ImageDraw
+    cell, gap, text = task.SIZE * IMAGE_SCALE, 12, 14
+    width = 2 * task.FRAMES * (cell + 2) + gap
+    sheet = Image.new("RGB", (width, len(rows) * (cell + text + 4)), (40, 40, 40))
+    draw = ImageDraw.Draw(sheet)
+    for r, (caption, base, fg) in enumerate(rows):
+        top = r * (cell + text + 4)
+        draw.text((4, top + 1), caption, fill=(230, 230, 230))
+        for side, clip in enumerate((base, fg)):
+            pics = (to_rgb(clip) * 255).byte().numpy()
+            for f in range(task.FRAMES):
+                left = side * (task.FRAMES * (cell + 2) + gap) + f * (cell + 2)
+                sheet.paste(Image.fromarray(pics[f]), (left, top + text))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(path)
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| setting | n | success | 95% interval | wins/losses vs base | exact | mean along (target 4) | distractor moved | keyword mass in region |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        wl = f"{r['wins']}/{r['losses']}" if "wins" in r else "–"
+        mass = f"{r['mass']:.2f}" if r.get("mass") is not None else "–"
+        lines.append(f"| {r['setting']} | {r['n']} | {r['success']:.2f} | {r['ci95'][0]:.2f}–{r['ci95'][1]:.2f} | "
+                     f"{wl} | {r['exact']:.2f} | {r['along']:.2f} | {r['distractor_moved']:.2f} | {mass} |")
+    return "\n".join(lines)
+
+
+def mean_mass(model, scenes, seeds, setting: Setting | None, blocks: dict, count: int) -> float | None:
+    weak_text = (setting.weak if setting and setting.weak is not None else blocks[(setting or DEFAULTS).kappa]["weak"])
+    from focal_guidance.focal_core.blocks import parse_block_list
+    weak = parse_block_list(weak_text, model.model.diffusion_model.num_layers) if weak_text else []
+    if not weak:
+        return None
+    masses = []
+    for scene, seed in list(zip(scenes, seeds))[:count]:
+        patched = model if setting is None else focal_model(model, scene, setting, blocks)
+        masses.append(keyword_mass(patched, scene, seed, weak))
+    return sum(masses) / len(masses)
+
+
+def run_probe(model, args) -> dict:
+    scenes, seeds = split_with_seeds("probe", args.n_probe)
+    blocks = probe_blocks(model, scenes, seeds)
+    print("probe:", {k: (v["weak"], v["responsive"]) for k, v in blocks.items()}, flush=True)
+    return blocks
+
+
+def run_validation(model, args, blocks) -> list[dict]:
+    """Baseline and the sweep on the validation split; ``--part i/k`` runs every k-th setting."""
+    index, parts = (int(x) for x in args.part.split("/"))
+    scenes, seeds = split_with_seeds("val", args.n_val)
+    base = evaluate(model, scenes, seeds, None, blocks)
+    rows = [base.summary()] if index == 0 else []
+    for setting in sweep_settings()[index::parts]:
+        if setting.weak is None and not blocks[setting.kappa]["weak"]:    # nothing to patch: FG is the baseline
+            rows.append({**replace(base, name=setting.name).summary(base), "note": "probe found no weak blocks"})
+        else:
+            rows.append(evaluate(model, scenes, seeds, setting, blocks).summary(base))
+        print(table(rows[-1:]).splitlines()[-1], flush=True)
+    return rows
+
+
+def run_test(model, args, blocks, chosen: Setting) -> list[dict]:
+    scenes, seeds = split_with_seeds("test", args.n_test)
+    base_clips, fg_clips = {}, {}
+    base = evaluate(model, scenes, seeds, None, blocks, keep=base_clips)
+    rows = [{**base.summary(), "mass": mean_mass(model, scenes, seeds, None, blocks, args.n_mass)}]
+    tested = [DEFAULTS] + ([replace(chosen, name=f"best on val: {chosen.name}")] if chosen != DEFAULTS else [])
+    fg = None
+    for setting in tested:
+        outcome = evaluate(model, scenes, seeds, setting, blocks, keep=fg_clips if setting is DEFAULTS else None)
+        fg = fg or outcome
+        rows.append({**outcome.summary(base), "mass": mean_mass(model, scenes, seeds, setting, blocks, args.n_mass)})
+    strips = [(f"{scenes[i].prompt}   base {'ok' if base.scores[i].followed else 'miss'} | "
+               f"FG {'ok' if fg.scores[i].followed else 'miss'}", base_clips[i], fg_clips[i])
+              for i in range(min(8, len(scenes)))]
+    save_strips(args.out / "strips_test.png", strips)
+    return rows
+
+
+def best_setting(rows: list[dict]) -> Setting:
+    """The validation winner: highest success, then furthest along the instructed direction."""
+    best = max((r for r in rows if "wins" in r), key=lambda r: (r["success"], r["along"]))
+    return next(s for s in sweep_settings() if s.name == best["setting"])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--stage", choices=("all", "probe", "val", "test", "base"), default="all",
+                        help="run one stage; later stages read earlier ones' JSON from --out. "
+                             "'base': the unpatched model on the validation split only (model card)")
+    parser.add_argument("--part", default="0/1", help="with --stage val: run settings i, i+k, … ('i/k')")
+    parser.add_argument("--model", type=pathlib.Path, default=MODEL_FILE)
+    parser.add_argument("--n-probe", type=int, default=8)
+    parser.add_argument("--n-val", type=int, default=24)
+    parser.add_argument("--n-test", type=int, default=48)
+    parser.add_argument("--n-mass", type=int, default=8, help="test clips for the attention-mass column")
+    parser.add_argument("--quick", action="store_true", help="4 / 8 / 8 clips: a smoke run")
+    parser.add_argument("--out", type=pathlib.Path, default=PACK / "out" / "prompt_following")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    if args.quick:
+        args.n_probe, args.n_val, args.n_test, args.n_mass = 4, 8, 8, 2
+    torch.set_num_threads(args.threads)
+    boot()
+    model = load_model(args.model)
+    args.out.mkdir(parents=True, exist_ok=True)
+    probe_json = args.out / "probe.json"
+    if args.stage == "base":
+        scenes, seeds = split_with_seeds("val", args.n_val)
+        print(table([evaluate(model, scenes, seeds, None, {}).summary()]), flush=True)
+        return
+    if args.stage in ("all", "probe"):
+        blocks = run_probe(model, args)
+        probe_json.write_text(json.dumps({str(k): v for k, v in blocks.items()}, indent=1))
+        if args.model == MODEL_FILE and not args.quick:     # the committed model's blocks, for the tests
+            PROBE_FILE.write_text(probe_json.read_text())
+    blocks = {float(k): v for k, v in json.loads(probe_json.read_text()).items()}
+    if args.stage in ("all", "val"):
+        rows = run_validation(model, args, blocks)
+        (args.out / f"val_{args.part.replace('/', 'of')}.json").write_text(json.dumps(rows, indent=1))
+    if args.stage in ("all", "test"):
+        val_rows = [r for f in sorted(args.out.glob("val_*.json")) for r in json.loads(f.read_text())]
+        rows = run_test(model, args, blocks, best_setting(val_rows))
+        summary = {"sampling": {"steps": STEPS, "cfg": CFG, "sampler": SAMPLER, "scheduler": SCHEDULER},
+                   "blocks": {str(k): v for k, v in blocks.items()}, "validation": val_rows, "test": rows}
+        (args.out / "results.json").write_text(json.dumps(summary, indent=1, default=str))
+        (args.out / "results.md").write_text(f"## validation (n={args.n_val})\n\n{table(val_rows)}\n\n"
+                                             f"## test (n={args.n_test})\n\n{table(rows)}\n")
+        print(f"\nvalidation\n{table(val_rows)}\n\ntest\n{table(rows)}\nwrote {args.out}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
