@@ -242,20 +242,20 @@ def joint_attention_text_edit(q, k, v, n_video: int, edits, key_mask=None, chunk
     if not change and not any(r is not None for r in plan.records):
         return out, plan.recorded()
 
-    scale = 1.0 / math.sqrt(d)
-    kt, v_txt = k[..., n_video:, :].transpose(-1, -2).float(), v[..., n_video:, :].float()
+    kt = k[..., n_video:, :].transpose(-1, -2).float() * (1.0 / math.sqrt(d))   # the scale folds into k
+    v_txt = v[..., n_video:, :].float()
     txt_mask = None if key_mask is None else key_mask[..., n_video:].to(torch.float32)
     rows = _rows_per_chunk(n_video, d, kt.shape[-1], q.element_size(), chunk_size)
     for start in range(0, n_video, rows):
         stop = min(start + rows, n_video)
-        logits = torch.matmul(q[..., start:stop, :].float(), kt).mul_(scale)
+        logits = torch.matmul(q[..., start:stop, :].float(), kt)
         if txt_mask is not None:
             logits.add_(txt_mask)
         lse_c = lse[..., start:stop, None]
         if not change:   # recording only: the original joint text probabilities
             plan.record(logits.sub_(lse_c).exp_(), start, stop)
             continue
-        p_orig = torch.exp(logits - lse_c)
+        p_orig = torch.sub(logits, lse_c).exp_()
         m = p_orig.sum(-1, keepdim=True).clamp_(EPS, 1 - 1e-6)
         if plan.biases:
             log_z_video = lse_c + torch.log1p(-m)
