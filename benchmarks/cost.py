@@ -1,0 +1,416 @@
+"""What Focal Guidance costs against the plain model: per attention call, per block and per step.
+
+One process, configurations interleaved round by round (the first one rotates), each timed by the
+CPU time of the main thread with torch on one thread (``time.thread_time``), so the other load on a
+shared machine barely moves the figures; on CUDA by synchronised wall time. Each figure is the
+median over rounds of (configuration / plain) with its interquartile range; rounds continue until
+the median's standard error is under --resolve (default 0.4 %) or the section's round cap. The
+ratio of the minimum times is printed too: contention from other processes only adds CPU time.
+Peak memory per call: torch.profiler's allocation events (CPU) or the CUDA allocator's peak, net of
+the inputs. Random weights: this measures cost, never quality. A timing is not a test.
+
+Configurations:
+- plain:  the host's attention kernel (the block as the user runs it);
+- weak:   anchor bias on 8 keyword columns + cache blend (alpha 0.3, head mean, all text columns);
+- source: records the head-mean probabilities of all text columns (a transfer's source block);
+- probe:  records the head-mean probabilities of the 8 keyword columns (Semantic Layer Probe).
+Recording blocks keep the host kernel's output, as the dispatcher runs them: the host call plus a
+record-only call. For HunyuanVideo, "… 1 call" is the record-only joint edit alone, whose output is
+the same fused kernel's (bit-identical to the host's SDPA on CPU), i.e. one joint attention.
+
+    python benchmarks/cost.py                  # CPU, reduced sizes (printed), about 8 min of CPU time
+    python benchmarks/cost.py --device cuda    # Wan2.1-14B 480p and HunyuanVideo 720p widths and tokens
+"""
+import argparse
+import importlib.util
+import math
+import pathlib
+import statistics
+import sys
+import time
+
+PACK_DIR = pathlib.Path(__file__).resolve().parents[1]
+DEFAULT_HOST = PACK_DIR / ".host" / "ComfyUI"
+KEYWORDS = 8          # keyword columns the anchor and the probe touch
+WAN_TEXT = 512        # umT5 context length
+HUNYUAN_TEXT = 256    # LLaMA crop length
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--comfy", type=pathlib.Path, default=DEFAULT_HOST, help="ComfyUI host folder")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"],
+                   help="default: bfloat16 on CUDA and on CPUs with bf16 units, else float32")
+    p.add_argument("--heads", type=int, help="attention heads of 128 (default: CPU 2; CUDA Wan 40, Hunyuan 24)")
+    p.add_argument("--wan-call-tokens", type=int, help="video tokens of the Wan text-call section "
+                   "(default 32760 = Wan2.1-14B 480p, 81 frames)")
+    p.add_argument("--wan-block-tokens", type=int, help="video tokens per Wan block (CPU default 3120, CUDA 32760)")
+    p.add_argument("--hunyuan-tokens", type=int, help="video tokens per HunyuanVideo call and block "
+                   "(CPU default 3120, CUDA 118800 = 720p, 129 frames)")
+    p.add_argument("--step-tokens", type=int, help="video tokens of the whole-step section (CPU 1560, CUDA 32760)")
+    p.add_argument("--resolve", type=float, default=0.004, help="target standard error of each median ratio")
+    p.add_argument("--max-rounds", type=int, default=30)
+    p.add_argument("--min-rounds", type=int, default=9)
+    p.add_argument("--skip", default="", help="comma-separated sections to skip: wan-call, wan-block, "
+                   "hunyuan-call, hunyuan-block, step")
+    return p.parse_args(argv)
+
+
+class Bench:
+    def __init__(self, args, torch):
+        self.args, self.torch = args, torch
+        self.cuda = args.device == "cuda"
+
+    def clock(self, fn):
+        torch = self.torch
+        if self.cuda:
+            torch.cuda.synchronize()
+            start = time.perf_counter()
+            fn()
+            torch.cuda.synchronize()
+            return time.perf_counter() - start
+        start = time.thread_time()
+        fn()
+        return time.thread_time() - start
+
+    def peak(self, fn):
+        """Bytes allocated at the call's peak, net of what was alive before it."""
+        torch = self.torch
+        if self.cuda:
+            torch.cuda.synchronize()
+            base = torch.cuda.memory_allocated()
+            torch.cuda.reset_peak_memory_stats()
+            fn()
+            torch.cuda.synchronize()
+            return torch.cuda.max_memory_allocated() - base
+        from torch.profiler import ProfilerActivity, profile
+        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+            fn()
+        events = sorted((e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"),
+                        key=lambda e: e.start_ns())
+        now = top = 0
+        for e in events:
+            now += e.nbytes()
+            top = max(top, now)
+        return top
+
+    def compare(self, title, configs, memory=True):
+        """Interleaved rounds; prints each configuration's median time ratio to 'plain' and its peak."""
+        names = list(configs)
+        for fn in configs.values():   # warm-up: kernels, allocator, caches
+            fn()
+        times = {name: [] for name in names}
+        ratios = {name: [] for name in names[1:]}
+        deltas = {name: [] for name in names[1:]}
+        rounds = 0
+        while rounds < self.args.max_rounds:
+            order = names[rounds % len(names):] + names[:rounds % len(names)]
+            got = {name: self.clock(configs[name]) for name in order}
+            for name in names:
+                times[name].append(got[name])
+            for name in names[1:]:
+                ratios[name].append(got[name] / got["plain"])
+                deltas[name].append(got[name] - got["plain"])
+            rounds += 1
+            if rounds >= self.args.min_rounds and all(_median_se(r) <= self.args.resolve for r in ratios.values()):
+                break
+        peaks = {name: self.peak(fn) for name, fn in configs.items()} if memory else {}
+        unit = "s (CUDA wall)" if self.cuda else "s (thread CPU)"
+        print(f"\n## {title}\n{rounds} interleaved rounds")
+        print(f"| config | median {unit} | ratio to plain (median) | IQR of ratio | SE of median | "
+              "ratio of minima | peak MiB |")
+        print("|---|---|---|---|---|---|---|")
+        for name in names:
+            t = statistics.median(times[name])
+            mem = f"{peaks[name] / 2**20:.1f}" if memory else "-"
+            if name == "plain":
+                print(f"| {name} | {t:.4f} | 1 | - | - | 1 | {mem} |")
+                continue
+            r = ratios[name]
+            q1, _, q3 = statistics.quantiles(r, n=4)
+            print(f"| {name} | {t:.4f} | {statistics.median(r):.4f} | {q1:.4f}-{q3:.4f} | {_median_se(r):.4f} | "
+                  f"{min(times[name]) / min(times['plain']):.4f} | {mem} |")
+        if memory:
+            base = peaks["plain"]
+            extra = {n: peaks[n] - base for n in names[1:]}
+            print("extra peak over plain (MiB): " + ", ".join(f"{n} {v / 2**20:+.1f}" for n, v in extra.items())
+                  + f"; each <= plain's peak ({base / 2**20:.1f} MiB): {all(v <= base for v in extra.values())}")
+        return {n: (statistics.median(r), statistics.median(deltas[n])) for n, r in ratios.items()}
+
+
+def _median_se(values):
+    """Standard error of a median from the IQR (normal approximation: 1.2533·σ/√n, σ = IQR/1.349)."""
+    if len(values) < 4:
+        return math.inf
+    q1, _, q3 = statistics.quantiles(values, n=4)
+    return 1.2533 * (q3 - q1) / 1.349 / math.sqrt(len(values))
+
+
+def boot(args):
+    sys.path.insert(0, str(args.comfy.resolve()))
+    sys.path.insert(0, str(PACK_DIR / "scripts"))
+    from comfy.cli_args import args as host_args
+    host_args.cpu = args.device == "cpu"
+    host_args.use_pytorch_cross_attention = True   # plain = SDPA, the host's default on GPUs (CPU: sub-quad)
+    import torch
+    spec = importlib.util.spec_from_file_location("focal_guidance", PACK_DIR / "__init__.py",
+                                                  submodule_search_locations=[str(PACK_DIR)])
+    pack = importlib.util.module_from_spec(spec)
+    sys.modules["focal_guidance"] = pack
+    spec.loader.exec_module(pack)
+    return torch
+
+
+def edits(torch, n, n_text, device):
+    """The three edit kinds, shaped as the pack builds them (per-run tensors already on the device)."""
+    from focal_guidance.focal_core.attention import TextEdit
+    gen = torch.Generator().manual_seed(0)
+    columns = torch.arange(KEYWORDS, device=device)
+    bias = (torch.rand(n, KEYWORDS, generator=gen) * 1.5 - 0.5).to(device)
+    source = torch.softmax(torch.randn(n, n_text, generator=gen), -1).to(device)
+    return {"weak": [TextEdit(bias=bias, bias_columns=columns, source=source, alpha=0.3)],
+            "source": [TextEdit(record_columns=slice(None))],
+            "probe": [TextEdit(record_columns=columns)]}
+
+
+def wan_text_attention(kind, edit_kinds):
+    """An attention override doing what the Wan family does for the text call (k has WAN_TEXT keys)."""
+    from focal_guidance.focal_core.attention import text_cross_attention
+
+    def run(q, k, v, heads, host):
+        b, n, inner = q.shape
+        qh, kh, vh = (t.view(b, -1, heads, inner // heads).transpose(1, 2) for t in (q, k, v))
+        record_only = kind != "weak"
+        out = host() if record_only else None
+        res, _ = text_cross_attention(qh, kh, vh, edit_kinds[kind], need_output=not record_only)
+        return out if record_only else res.transpose(1, 2).reshape(b, n, inner)
+
+    def override(func, *args, **kwargs):
+        q, k, v = args[:3]
+        heads = args[3] if len(args) > 3 else kwargs["heads"]
+        if kind == "plain" or k.shape[1] != WAN_TEXT:
+            return func(*args, **kwargs)
+        return run(q, k, v, heads, lambda: func(*args, **kwargs))
+    return run, override
+
+
+def hunyuan_joint_attention(kind, edit_kinds, n_video):
+    """An attention override doing what the HunyuanVideo family does for the joint call."""
+    from focal_guidance.focal_core.attention import joint_attention_text_edit
+
+    def run(q, k, v, mask, host):
+        one_call = kind.endswith("1 call")
+        record_only = kind != "weak"
+        out = host() if record_only and not one_call else None
+        res, _ = joint_attention_text_edit(q, k, v, n_video, edit_kinds[kind.split()[0]], key_mask=mask)
+        if out is not None:
+            return out
+        b, h, n, d = res.shape
+        return res.transpose(1, 2).reshape(b, n, h * d)
+
+    def override(func, *args, **kwargs):
+        if kind == "plain":
+            return func(*args, **kwargs)
+        q, k, v = args[:3]
+        return run(q, k, v, kwargs.get("mask"), lambda: func(*args, **kwargs))
+    return run, override
+
+
+def section_wan_call(bench, torch, dev, dtype, heads, n):
+    from comfy.ldm.modules.attention import optimized_attention
+    gen = torch.Generator().manual_seed(1)
+    q = torch.randn(1, n, heads * 128, generator=gen).to(dev, dtype)
+    k, v = (torch.randn(1, WAN_TEXT, heads * 128, generator=gen).to(dev, dtype) for _ in range(2))
+    kinds = edits(torch, n, WAN_TEXT, dev)
+    configs = {"plain": lambda: optimized_attention(q, k, v, heads)}
+    for kind in ("weak", "source", "probe"):
+        run, _ = wan_text_attention(kind, kinds)
+        configs[kind] = lambda run=run: run(q, k, v, heads, lambda: optimized_attention(q, k, v, heads))
+    return bench.compare(f"Wan text cross-attention call: {n} video tokens x {WAN_TEXT} text keys, "
+                         f"{heads} heads of 128, {dtype}", configs)
+
+
+def wan_block_at(bench, torch, dev, dtype, heads, n, calls):
+    """Per-block ratios at ``n`` tokens composed from the call section: 1 + Δcall / plain block time.
+
+    The extra work of an edited block is all in its text call, so this holds as long as the
+    block's own time is measured at the same ``n`` (once: it is a scale, not a difference)."""
+    block, inputs = _wan_block(torch, dev, dtype, heads, n)
+    with torch.no_grad():
+        seconds = bench.clock(lambda: block(*inputs, transformer_options={}))
+    print(f"\n## Wan block at {n} tokens, composed: plain block {seconds:.2f} s (one timing)")
+    print("| config | block ratio = 1 + median Δcall / block |\n|---|---|")
+    for name, (_, delta) in calls.items():
+        print(f"| {name} | {1 + delta / seconds:.4f} |")
+
+
+def _wan_block(torch, dev, dtype, heads, n):
+    import comfy.ops
+    from comfy.ldm.wan.model import WanAttentionBlock
+    dim = heads * 128
+    torch.manual_seed(2)
+    block = WanAttentionBlock("t2v_cross_attn", dim, int(dim * 13824 / 5120), heads,
+                              operation_settings={"operations": comfy.ops.manual_cast})
+    with torch.no_grad():
+        for p in block.parameters():
+            p.normal_(0, 0.02)
+    block = block.to(dev, dtype)
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(1, n, dim, generator=gen).to(dev, dtype)
+    e = torch.randn(1, 6, dim, generator=gen).to(dev, dtype)
+    context = torch.randn(1, WAN_TEXT, dim, generator=gen).to(dev, dtype)
+    return block, (x, e, _wan_freqs(torch, n, dev), context)
+
+
+def section_wan_block(bench, torch, dev, dtype, heads, n):
+    block, inputs = _wan_block(torch, dev, dtype, heads, n)
+    dim = heads * 128
+    kinds = edits(torch, n, WAN_TEXT, dev)
+    configs = {}
+    for kind in ("plain", "weak", "source", "probe"):
+        options = {"optimized_attention_override": wan_text_attention(kind, kinds)[1]}
+
+        def call(options=options):
+            with torch.no_grad():
+                block(*inputs, transformer_options=options)
+        configs[kind] = call
+    return bench.compare(f"Wan block (host WanAttentionBlock, t2v): {n} video tokens, dim {dim} = {heads} heads, "
+                         f"ffn {int(dim * 13824 / 5120)}, {dtype}", configs, memory=False)
+
+
+def _wan_freqs(torch, n, dev):
+    """RoPE frequencies as WanModel.rope_encode builds them (tokens laid along one axis: cost only)."""
+    from comfy.ldm.flux.layers import EmbedND
+    ids = torch.zeros(1, n, 3)
+    ids[0, :, 2] = torch.arange(n)
+    return EmbedND(dim=128, theta=10000.0, axes_dim=[44, 42, 42])(ids).movedim(1, 2).to(dev)
+
+
+def section_hunyuan_call(bench, torch, dev, dtype, heads, n_video):
+    from comfy.ldm.modules.attention import optimized_attention
+    total = n_video + HUNYUAN_TEXT
+    gen = torch.Generator().manual_seed(4)
+    q, k, v = (torch.randn(1, heads, total, 128, generator=gen).to(dev, dtype) for _ in range(3))
+    kinds = edits(torch, n_video, HUNYUAN_TEXT, dev)
+
+    def host():
+        return optimized_attention(q, k, v, heads, skip_reshape=True)
+    configs = {"plain": host}
+    for kind in ("weak", "source", "source 1 call", "probe", "probe 1 call"):
+        run, _ = hunyuan_joint_attention(kind, kinds, n_video)
+        configs[kind] = lambda run=run: run(q, k, v, None, host)
+    return bench.compare(f"HunyuanVideo joint attention call: {n_video} video + {HUNYUAN_TEXT} text tokens, "
+                         f"{heads} heads of 128, {dtype}", configs)
+
+
+def section_hunyuan_block(bench, torch, dev, dtype, heads, n_video):
+    import comfy.ops
+    from comfy.ldm.flux.layers import DoubleStreamBlock
+    hidden = heads * 128
+    torch.manual_seed(5)
+    block = DoubleStreamBlock(hidden, heads, mlp_ratio=4.0, qkv_bias=True, operations=comfy.ops.manual_cast)
+    with torch.no_grad():
+        for p in block.parameters():
+            p.normal_(0, 0.02)
+    block = block.to(dev, dtype)
+    gen = torch.Generator().manual_seed(6)
+    img = torch.randn(1, n_video, hidden, generator=gen).to(dev, dtype)
+    txt = torch.randn(1, HUNYUAN_TEXT, hidden, generator=gen).to(dev, dtype)
+    vec = torch.randn(1, hidden, generator=gen).to(dev, dtype)
+    kinds = edits(torch, n_video, HUNYUAN_TEXT, dev)
+    configs = {}
+    for kind in ("plain", "weak", "source", "source 1 call", "probe", "probe 1 call"):
+        options = {"optimized_attention_override": hunyuan_joint_attention(kind, kinds, n_video)[1]}
+
+        def call(options=options):
+            with torch.no_grad():
+                block(img, txt, vec, None, transformer_options=options)
+        configs[kind] = call
+    return bench.compare(f"HunyuanVideo double-stream block (host DoubleStreamBlock, no RoPE): {n_video} video + "
+                         f"{HUNYUAN_TEXT} text tokens, hidden {hidden} = {heads} heads, {dtype}", configs, memory=False)
+
+
+def section_steps(bench, torch, dev, dtype, n_video):
+    """One sampling step (cfg 5: cond and uncond) through the pack's own nodes and the host's sampler."""
+    import comfy.clip_vision
+    import comfy.sample
+    import comfy.sd
+    import make_tiny_models as tiny
+    from focal_guidance.nodes.probe import SemanticLayerProbe
+    from focal_guidance.nodes.transfer import FocalAttentionTransfer
+    frames, h = max(1, n_video // (30 * 52)), 60
+    w = 2 * (n_video // (frames * h // 2))
+    results = {}
+    for family, sd in (("Wan2.1 I2V, 4 blocks", tiny.wan_state_dict("i2v", 36, num_layers=4)),
+                       ("HunyuanVideo I2V, 2 double + 2 single blocks",
+                        tiny.hunyuan_i2v_state_dict(depth=2, depth_single=2))):
+        model = comfy.sd.load_diffusion_model_state_dict({k: t.to(dtype) for k, t in sd.items()},
+                                                         model_options={"dtype": dtype})
+        is_wan = family.startswith("Wan")
+        channels = 16
+        latent = torch.zeros(1, channels, frames, h, w)
+        noise = comfy.sample.prepare_noise(latent, 0)
+        models = {"plain": model,
+                  "transfer (weak 1-2, source 0)": FocalAttentionTransfer.execute(
+                      model, "1-2", "0", 0.3, 0.0, 0.0, 0.0, 1.0, "positive", "head mean", "all text tokens",
+                      "whole schedule").args[0],
+                  "probe (all blocks)": SemanticLayerProbe.execute(model, 1, 0.0, 1.0, "positive",
+                                                                   "whole schedule", None).args[0]}
+
+        def cond(seed, is_wan=is_wan):
+            gen = torch.Generator().manual_seed(seed)
+            if is_wan:
+                context = torch.zeros(1, WAN_TEXT, 4096)
+                context[:, :24] = torch.randn(1, 24, 4096, generator=gen)
+                vision = comfy.clip_vision.Output()
+                vision.penultimate_hidden_states = torch.randn(1, 257, 1280, generator=gen)
+                return [[context, {"clip_vision_output": vision}]]
+            return [[torch.randn(1, 40, 4096, generator=gen), {"pooled_output": torch.randn(1, 768, generator=gen),
+                                                               "guidance": 6.0}]]
+        if not is_wan:
+            latent = torch.zeros(1, 16, frames, h, w)
+        configs = {}
+        for name, m in models.items():
+            def step(m=m, latent=latent):
+                comfy.sample.sample(m, noise, 1, 5.0, "euler", "simple", cond(1), cond(2), latent, seed=0,
+                                    disable_pbar=True)
+            configs[name.split()[0] if name == "plain" else name] = step
+        results[family] = bench.compare(f"Whole step, {family}, dim 256 = 2 heads, {frames}x{h // 2}x{w // 2} = "
+                                        f"{frames * (h // 2) * (w // 2)} video tokens, cfg batch 2, {dtype}",
+                                        configs, memory=False)
+    return results
+
+
+def main():
+    args = parse_args()
+    torch = boot(args)
+    cuda = args.device == "cuda"
+    if not cuda:
+        torch.set_num_threads(1)
+    bf16_cpu = not cuda and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    dtype = getattr(torch, args.dtype or ("bfloat16" if cuda or bf16_cpu else "float32"))
+    dev = torch.device(args.device)
+    print(f"# Focal Guidance cost, {args.device} ({torch.cuda.get_device_name() if cuda else 'CPU ' + torch.backends.cpu.get_cpu_capability() + ', 1 thread'}), "
+          f"torch {torch.__version__}, {dtype}" + ("" if cuda or bf16_cpu else " (this CPU has no bf16 matmul units)"))
+    skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+    wan_heads = args.heads or (40 if cuda else 2)
+    hy_heads = args.heads or (24 if cuda else 2)
+    bench = Bench(args, torch)
+    if "wan-call" not in skip:
+        n = args.wan_call_tokens or 32760
+        calls = section_wan_call(bench, torch, dev, dtype, wan_heads, n)
+        wan_block_at(bench, torch, dev, dtype, wan_heads, n, calls)
+    if "wan-block" not in skip:
+        section_wan_block(bench, torch, dev, dtype, wan_heads, args.wan_block_tokens or (32760 if cuda else 3120))
+    if "hunyuan-call" not in skip:
+        section_hunyuan_call(bench, torch, dev, dtype, hy_heads, args.hunyuan_tokens or (118800 if cuda else 3120))
+    if "hunyuan-block" not in skip:
+        section_hunyuan_block(bench, torch, dev, dtype, hy_heads, args.hunyuan_tokens or (118800 if cuda else 3120))
+    if "step" not in skip:
+        section_steps(bench, torch, dev, dtype, args.step_tokens or (32760 if cuda else 1560))
+    print(f"\ntotal process CPU time {time.process_time():.0f} s")
+
+
+if __name__ == "__main__":
+    main()
