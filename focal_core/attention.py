@@ -95,6 +95,12 @@ class _Plan:
                         for e in edits]
         self.n = n
 
+    def summed_bias(self):
+        """(columns, [n, c] bias): every bias summed per distinct column, for the joint edit."""
+        columns, inverse = torch.unique(torch.cat([c for c, _ in self.biases]), return_inverse=True)
+        biases = torch.cat([b for _, b in self.biases], dim=-1)
+        return columns, biases.new_zeros(biases.shape[0], len(columns)).index_add_(-1, inverse, biases)
+
     def add_biases_(self, logits, start, stop):
         for columns, bias in self.biases:
             logits[..., columns] += bias[start:stop]
@@ -246,24 +252,32 @@ def joint_attention_text_edit(q, k, v, n_video: int, edits, key_mask=None, chunk
     v_txt = v[..., n_video:, :].float()
     txt_mask = None if key_mask is None else key_mask[..., n_video:].to(torch.float32)
     rows = _rows_per_chunk(n_video, d, kt.shape[-1], q.element_size(), chunk_size)
+    bias_columns, bias = plan.summed_bias() if plan.biases else (None, None)
     for start in range(0, n_video, rows):
         stop = min(start + rows, n_video)
         logits = torch.matmul(q[..., start:stop, :].float(), kt)
         if txt_mask is not None:
             logits.add_(txt_mask)
         lse_c = lse[..., start:stop, None]
-        if not change:   # recording only: the original joint text probabilities
-            plan.record(logits.sub_(lse_c).exp_(), start, stop)
+        if bias is not None:   # the biased columns' new log-probabilities before normalising
+            biased = logits[..., bias_columns].sub_(lse_c).add_(bias[start:stop])
+        p_orig = logits.sub_(lse_c).exp_()   # the original joint text probabilities
+        if not change:   # recording only
+            plan.record(p_orig, start, stop)
             continue
-        p_orig = torch.sub(logits, lse_c).exp_()
-        m = p_orig.sum(-1, keepdim=True).clamp_(EPS, 1 - 1e-6)
-        if plan.biases:
-            log_z_video = lse_c + torch.log1p(-m)
-            edited = plan.add_biases_(logits, start, stop)
-            log_z_new = torch.logaddexp(log_z_video, torch.logsumexp(edited, dim=-1, keepdim=True))
-            p_new = edited.sub_(log_z_new).exp_()
+        text_mass = p_orig.sum(-1, keepdim=True)
+        m = text_mass.clamp(EPS, 1 - 1e-6)
+        if bias is not None:
+            # Softmax over all keys with the text logits biased, from p_orig: unbiased columns keep
+            # p_orig, biased ones get exp(logit − lse + bias); everything is shifted by the largest
+            # biased value so no exponent overflows, then normalised with the video mass 1 − m.
+            shift = biased.amax(-1, keepdim=True).clamp_min_(0)
+            down = torch.exp(-shift)
+            p_new = p_orig * down
+            p_new[..., bias_columns] = biased.sub_(shift).exp_()
+            p_new.div_((1 - text_mass).clamp_min_(0).mul_(down).add_(p_new.sum(-1, keepdim=True)))
         else:
-            p_new = logits.sub_(lse_c).exp_()
+            p_new = p_orig.clone()
         p_new = plan.blend_(p_new, start, stop)
         plan.record(p_new, start, stop)
         # out' = video_part·s + p_new·v_txt with video_part = out − p_orig·v_txt: one matmul
