@@ -1,4 +1,4 @@
-"""Pure-PyTorch core of Focal Guidance: metrics, region anchors, attention math, model adapters.
+"""Pure-PyTorch core of Focal Guidance: metrics, region anchors, attention math, model families.
 
 Nothing in this package imports ComfyUI; ``nodes/`` is the only place that does.
 """

@@ -19,12 +19,17 @@ class RegionAnchor:
     prompt_tokens: how many tokens the prompt has after the encoder's template crop, so the
         spans can be located in a text stream that has other tokens in front (HunyuanVideo I2V
         puts the LLaVA image tokens before the prompt).
+    family, tokenizer: the model family whose tokens the spans count, and its text encoder's token
+        key (``focal_core.families``); Region Anchor sets both, a model of another family refuses
+        the anchor. None (anchors built in code) skips that check.
     """
     keywords: tuple[str, ...]
     masks: torch.Tensor
     token_spans: tuple[tuple[int, ...], ...]
     frame_decay: float = 0.5
     prompt_tokens: int | None = None
+    family: str | None = None
+    tokenizer: str | None = None
 
     def __post_init__(self):
         if self.masks.ndim != 3 or self.masks.shape[0] != len(self.keywords):
@@ -36,17 +41,6 @@ class RegionAnchor:
     def columns(self) -> list[int]:
         """Sorted token indices of all keywords, from the first prompt token."""
         return sorted({i for span in self.token_spans for i in span})
-
-    def text_offset(self, context_tokens: int | None, attention: str) -> int:
-        """Where the prompt starts in the DiT's text stream.
-
-        Wan's text context starts with the prompt (padding follows), so 0. In a joint-attention
-        stream (HunyuanVideo) anything before the prompt, such as I2V image tokens, is the
-        difference between the stream length and the prompt's own length.
-        """
-        if attention != "joint" or context_tokens is None or self.prompt_tokens is None:
-            return 0
-        return max(0, context_tokens - self.prompt_tokens)
 
     @property
     def is_placeholder(self) -> bool:

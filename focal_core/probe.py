@@ -58,9 +58,8 @@ def latent_fingerprint(latent: torch.Tensor) -> tuple:
 @dataclass
 class ProbeState:
     columns: torch.Tensor | None
-    real: int | None
+    text: object               # the branch's TextLayout (focal_core.families), None when unknown
     steps: set
-    context_tokens: int | None
     recording: ProbeRecording
 
     def reset(self):
@@ -87,15 +86,11 @@ class SemanticProbe(Handler):
                              "the sampler skips it; raise cfg above 1 or probe the positive branch")
         if ctx.batch > 1:
             raise ValueError(f"{self.node_name}: batch size {ctx.batch} is not supported; set batch_size to 1")
-        real = ctx.text_tokens.get(s.branch)
+        text = ctx.text.get(s.branch)
         if s.anchor is not None:
-            offset = s.anchor.text_offset(ctx.context_tokens.get(s.branch), ctx.attention)
-            columns = torch.tensor(s.anchor.columns) + offset
-            if real is not None and int(columns.max()) >= real:
-                raise ValueError(f"{self.node_name}: keyword token {int(columns.max())} is beyond the prompt's "
-                                 f"{real} tokens; rebuild the anchor from this prompt")
+            columns = torch.tensor(s.anchor.columns) + ctx.anchor_offset(s.anchor, s.branch, self.node_name)
         else:
-            columns = torch.arange(real) if real else None
+            columns = text.prompt_columns() if text is not None and text.real else None
         window = ctx.sigma_window(s.start_percent, s.end_percent, s.window_of)
         if window is None:
             ctx.warn_empty_window(self.node_name, s.start_percent, s.end_percent, s.window_of)
@@ -105,7 +100,7 @@ class SemanticProbe(Handler):
             in_window = [i for i, sg in enumerate(ctx.sample_sigmas[:-1].tolist()) if sigma_end <= sg <= sigma_start]
             picks = torch.linspace(0, len(in_window) - 1, min(s.steps, len(in_window))).round().long().tolist()
             steps = sorted({in_window[i] for i in picks})
-        return ProbeState(columns=columns, real=real, steps=set(steps), context_tokens=ctx.context_tokens.get(s.branch),
+        return ProbeState(columns=columns, text=text, steps=set(steps),
                           recording=ProbeRecording(grid=ctx.grid, steps=steps))
 
     def end_run(self, state: ProbeState, output):
@@ -147,25 +142,11 @@ class SemanticProbe(Handler):
     def on_block(self, state: ProbeState, call: TextCall, args, out, ctx: RunContext):
         if not self._recording(state, call.branch, call.step):
             return
-        row = call.row
-        hidden = out["img"][row, :ctx.n_video].float()
-        text = self._prompt_tokens(args, out, row, ctx, state)
-        if text is None or hidden.shape[0] != ctx.n_video:
+        if state.text is None or not state.text.real:
             return
-        cosine = F.cosine_similarity(hidden, text.mean(0, keepdim=True), dim=-1)
+        hidden, text = ctx.family.block_states(args, out, call.row, ctx.n_video, state.text)
+        cosine = F.cosine_similarity(hidden.float(), text.float().mean(0, keepdim=True), dim=-1)
         state.recording.maps["hidden"][(call.step, call.block)] = cosine.view(ctx.grid).cpu()
-
-    def _prompt_tokens(self, args, out, row, ctx, state: ProbeState):
-        """The real prompt tokens of the text stream this block saw, [l, c]."""
-        if "txt" in out:                      # HunyuanVideo double block: separate text stream
-            text = out["txt"][row]
-        elif "txt" in args:                   # Wan: context = [image tokens ; text tokens]
-            total = state.context_tokens
-            text = args["txt"][row, -total:] if total else None
-        else:                                 # HunyuanVideo single block: [video ; text]
-            text = out["img"][row, ctx.n_video:]
-        real = state.real
-        return None if text is None else text[:real].float() if real else text.float()
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from .attention import TextEdit
+from .families import TextLayout
 
 WINDOW_OF = ("whole schedule", "sampled steps")
 
@@ -22,9 +23,8 @@ class RunContext:
     sample_sigmas: torch.Tensor
     batch: int
     cfg: float
-    text_tokens: dict     # branch (0 positive, 1 negative) -> real prompt-token count, when known
-    context_tokens: dict  # branch -> length of the raw (padded) text context
-    attention: str = "cross"  # the adapter's attention kind: "cross" (Wan) or "joint" (HunyuanVideo)
+    text: dict            # branch (0 positive, 1 negative) -> its TextLayout, where its prompt is known
+    family: object = None  # the model's Family: where a block's video and prompt tokens are
     percent_to_sigma: Callable[[float], float] = None  # the sampled model's own schedule mapping
     warn: Callable[[str, str], None] = None  # (node name, message): log it and show it in the UI
 
@@ -32,6 +32,18 @@ class RunContext:
     def n_video(self) -> int:
         f, h, w = self.grid
         return f * h * w
+
+    def anchor_offset(self, anchor, branch: int, node: str) -> int:
+        """Text-key column of the anchor's first prompt token in this branch; refuses a keyword past the prompt."""
+        text: TextLayout | None = self.text.get(branch)
+        if text is None:
+            return 0
+        offset = text.anchor_offset(anchor.prompt_tokens)
+        if max(anchor.columns) + offset >= text.prompt_end:
+            raise ValueError(f"{node}: the anchor binds prompt token {max(anchor.columns)} but the prompt has "
+                             f"{text.prompt_end - offset} tokens; feed Region Anchor the same prompt and text "
+                             "encoder as the conditioning")
+        return offset
 
     @property
     def steps(self) -> int:

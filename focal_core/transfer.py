@@ -85,16 +85,11 @@ class AttentionTransfer(Handler):
         if state.window is None:
             ctx.warn_empty_window(self.node_name, s.start_percent, s.end_percent, s.window_of)
         if s.anchor is not None:
+            offset = ctx.anchor_offset(s.anchor, 0, self.node_name)
             try:
-                offset = s.anchor.text_offset(ctx.context_tokens.get(0), ctx.attention)
                 columns, bias = s.anchor.bias(ctx.grid, s.beta, s.gamma, text_offset=offset)
             except ValueError as err:
                 raise ValueError(f"{self.node_name}: {err}") from None
-            known = ctx.text_tokens.get(0)
-            if known is not None and int(columns.max()) >= known:
-                raise ValueError(f"{self.node_name}: the anchor binds text token {int(columns.max())} but the "
-                                 f"positive prompt has {known} tokens; feed Region Anchor the same prompt "
-                                 "and text encoder as the positive conditioning")
             if s.anchor.is_placeholder:
                 state.pending = (s.anchor, offset)
             else:

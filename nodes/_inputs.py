@@ -3,7 +3,7 @@ import math
 
 from comfy_api.latest import io
 
-from ..focal_core.adapters import UnsupportedModelError, adapter_for
+from ..focal_core.families import ModelInfo, UnsupportedModelError, family_for
 from ..focal_core.blocks import parse_block_list
 from ..focal_core.strategy import WINDOW_OF
 
@@ -37,19 +37,29 @@ def branch_input(options=("positive", "both"), tooltip=None):
         "host computes it; 'both' applies the same guidance to the negative pass too."))
 
 
-def model_layout(model, node_name):
-    """The adapter layout of a MODEL, or a ValueError naming the node and the fix."""
+def model_layout(model, node_name, anchor=None):
+    """The family of a MODEL (focal_core.families), or a ValueError naming the node, the model and
+    what is supported; an anchor built for another family is refused here too."""
+    config = model.model.model_config
+    info = ModelInfo(config_class=type(config).__name__,
+                     network_class=type(model.get_model_object("diffusion_model")).__name__,
+                     config=dict(config.unet_config))
     try:
-        return adapter_for(model.get_model_object("diffusion_model")).layout
+        family = family_for(info)
     except UnsupportedModelError as err:
-        raise ValueError(f"{node_name}: {err}. Connect a Wan or HunyuanVideo model.") from None
+        raise ValueError(f"{node_name}: {err}.") from None
+    if anchor is not None and anchor.tokenizer is not None and anchor.tokenizer != family.tokenizer:
+        raise ValueError(f"{node_name}: the anchor was built for {anchor.family} (tokenizer {anchor.tokenizer}) but "
+                         f"the model is {family.variant}, which reads {family.name} tokens (tokenizer "
+                         f"{family.tokenizer}); give Region Anchor this model's text encoder.")
+    return family
 
 
 def parse_blocks(text, layout, node_name, field):
     try:
         return parse_block_list(text, layout.num_blocks)
     except ValueError as err:
-        raise ValueError(f"{node_name}: {field}: {err} ({layout.family}).") from None
+        raise ValueError(f"{node_name}: {field}: {err} ({layout.variant}).") from None
 
 
 def check_finite(node_name, **values):

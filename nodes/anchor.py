@@ -8,7 +8,7 @@ import numbers
 import torch
 from comfy_api.latest import io, ui
 
-from ..focal_core import regions, tokens
+from ..focal_core import families, regions, tokens
 from ..focal_core.anchors import RegionAnchor
 from . import _inputs
 from ._types import Anchor
@@ -18,39 +18,25 @@ NODE = "Region Anchor"
 CLIP, MASK_ONLY, ATTENTION = "clip", "mask only", "model attention (fallback)"
 KEYWORD_TEMPLATE = "a photo of a {}."
 REFERENCE_PROMPTS = ("a photo.", "a photo of the background.")
-# LLaMA-3 ids that delimit the user turn; ComfyUI crops the HunyuanVideo template there.
-HEADER, USER, HEADER_END, BLANK_LINE, EOT = 128006, 882, 128007, 271, 128009
-
-
 def _fail(problem: str, fix: str):
     raise ValueError(f"{NODE}: {problem}. Fix: {fix}.")
 
 
-def _hunyuan_prompt_range(ids) -> tuple[int, int]:
-    """Mirror of the crop in comfy/text_encoders/hunyuan_video.py: the DiT's text stream starts
-    after the last '<|start_header_id|>user<|end_header_id|>' (+ the blank-line token) and
-    ends with the '<|eot_id|>' that follows."""
-    start, end = 0, len(ids)
-    for i in range(len(ids) - 2):
-        if ids[i:i + 3] == [HEADER, USER, HEADER_END]:
-            start = i + 4 if i + 3 < len(ids) and ids[i + 3] == BLANK_LINE else i + 2
-            end = next((j + 1 for j in range(start, len(ids)) if ids[j] == EOT), len(ids))
-    return start, end
-
-
 def _prompt_pieces(text_encoder, prompt: str):
-    """Token pieces of ``prompt`` in the order the video DiT sees them, and the piece scheme."""
+    """The video family this text encoder feeds, the prompt's token pieces in the order its DiT
+    sees them, and the piece scheme."""
     token_sets = text_encoder.tokenize(prompt)
-    key = next((k for k in ("umt5xxl", "llama") if k in token_sets), None)
-    if key is None:
-        _fail(f"text_encoder gives {sorted(token_sets)} tokens, not Wan's umT5 or HunyuanVideo's LLaMA",
+    family = families.family_for_tokenizer(token_sets)
+    if family is None:
+        _fail(f"text_encoder gives {sorted(token_sets)} tokens, not one of {families.tokenizers()}",
               "connect the CLIP that encodes this prompt for the video model "
-              "(CLIPLoader type 'wan', or DualCLIPLoader type 'hunyuan_video')")
+              "(CLIPLoader type 'wan', or DualCLIPLoader type 'hunyuan_video' or 'hunyuan_video_15')")
+    key = family.tokenizer
     tokenizer = next(t for t in vars(text_encoder.tokenizer).values() if getattr(t, "embedding_key", None) == key)
     ids = [int(p[0]) if isinstance(p[0], numbers.Integral) else None for chunk in token_sets[key] for p in chunk]
-    start, end = _hunyuan_prompt_range(ids) if key == "llama" else (0, len(ids))
+    start, end = family.prompt_range(ids)
     pieces = [None if t is None else tokenizer.inv_vocab.get(t) for t in ids[start:end]]
-    return pieces, tokens.is_byte_level(tokenizer.inv_vocab.values())
+    return family, pieces, tokens.is_byte_level(tokenizer.inv_vocab.values())
 
 
 def _joint_text_embeddings(clip, texts) -> torch.Tensor:
@@ -133,8 +119,9 @@ def _warn_on_stretch(mask_size, image_size, tolerance: float = 0.02) -> None:
                    "Paint the mask on the reference image itself to keep regions in place.")
 
 
-def _check_latent(size, latent) -> None:
-    """Refuse a latent whose token grid has another aspect ratio than the reference image."""
+def _check_latent(size, latent, patch) -> None:
+    """Refuse a latent whose token grid (``patch``: the family's latent patching) has another aspect
+    ratio than the reference image."""
     samples = latent["samples"]
     if samples.ndim != 5:
         _fail(f"LATENT has shape {tuple(samples.shape)}, not a video latent [b, c, t, h, w]",
@@ -142,7 +129,7 @@ def _check_latent(size, latent) -> None:
     t, h, w = samples.shape[-3:]
     frame = RegionAnchor(("image",), torch.zeros(1, 1, 1).expand(1, *size), ((0,),))
     try:
-        frame.check_grid((t, -(-h // 2), -(-w // 2)))   # Wan and HunyuanVideo patch 1×2×2
+        frame.check_grid((t, -(-h // patch[1]), -(-w // patch[2])))
     except ValueError as err:
         _fail(str(err), "scale the reference image to the video's width × height (ImageScale) and feed the "
                         "same image to this node and to the image-to-video node")
@@ -160,7 +147,8 @@ class RegionAnchorNode(io.ComfyNode):
                 io.Image.Input("image", tooltip="Reference frame: the image the video starts from (first of the "
                                                 "batch), at the video's aspect ratio."),
                 io.Clip.Input("text_encoder", tooltip="The video model's text encoder (umT5 for Wan, LLaVA-LLaMA "
-                                                      "for HunyuanVideo); its tokenizer locates each keyword's tokens."),
+                                                      "for HunyuanVideo 1.0, Qwen2.5-VL for HunyuanVideo 1.5); its "
+                                                      "tokenizer locates each keyword's tokens and sets the anchor's family."),
                 io.String.Input("prompt", multiline=True,
                                 tooltip="The positive prompt exactly as encoded for the video model."),
                 io.String.Input("keywords", default="",
@@ -211,19 +199,20 @@ class RegionAnchorNode(io.ComfyNode):
         words = words or tokens.content_words(prompt)
         if not words:
             _fail("no keywords given and no content word found in the prompt", "type keywords, comma-separated")
-        pieces, byte_level = _prompt_pieces(text_encoder, prompt)
+        family, pieces, byte_level = _prompt_pieces(text_encoder, prompt)
         spans = [tokens.keyword_span(pieces, w, byte_level) for w in words]
         missing = [w for w, span in zip(words, spans) if not span]
         if missing:
             _fail(f"keyword(s) {', '.join(missing)} not found in the prompt's tokens",
                   "use words that appear in the prompt (plurals match), or leave keywords empty")
         if latent is not None:
-            _check_latent(tuple(image.shape[1:3]), latent)
+            _check_latent(tuple(image.shape[1:3]), latent, family.latent_patch)
         with torch.no_grad():
             masks = _region_masks(mode, words, image, clip_vision, clip, mask, mask_combine, threshold, temperature)
-        anchor = RegionAnchor(tuple(words), masks, tuple(spans), frame_decay, prompt_tokens=len(pieces))
+        anchor = RegionAnchor(tuple(words), masks, tuple(spans), frame_decay, prompt_tokens=len(pieces),
+                              family=family.name, tokenizer=family.tokenizer)
         source = "derived from the prompt" if derived else "given"
-        lines = [f"{NODE}: mode '{mode}', keywords {source}:"] + [
+        lines = [f"{NODE}: {family.name} tokens ({family.tokenizer}), mode '{mode}', keywords {source}:"] + [
             f"  {w}: tokens {list(s)}, area {m.mean().item():.0%}" for w, s, m in zip(words, spans, masks)]
         summary = "\n".join(lines)
         logging.info(summary)

@@ -5,8 +5,9 @@ chained to whatever was there before:
 - a ``patches_replace["dit"]`` marker per touched block, which tags ``transformer_options`` with
   the flat block index (ComfyUI 0.3.75 Wan does not set ``block_index`` itself);
 - one ``optimized_attention_override`` that routes each CFG chunk of a tagged block's text
-  attention: chunks that no handler changes keep the host kernel (and any earlier override),
-  called with a ``cond_or_uncond`` that lists exactly the chunks it is given;
+  attention (the call the model's family recognises by its key count): chunks that no handler
+  changes keep the host kernel (and any earlier override), called with a ``cond_or_uncond`` that
+  lists exactly the chunks it is given;
 - one OUTER_SAMPLE wrapper that starts every handler's run state and resets it in ``finally``.
 Every later node (a probe, a second transfer) only appends its handler to the model's
 :class:`FocalPlan` (IPAdapter's one replacement per layer, accumulating adapters). In one text
@@ -20,20 +21,20 @@ from dataclasses import dataclass, field
 import comfy.patcher_extension
 import torch
 
-from ..focal_core.adapters import Layout
-from ..focal_core.attention import changes_output, joint_attention_text_edit, text_cross_attention
+from ..focal_core.attention import changes_output
+from ..focal_core.families import Family
 from ..focal_core.strategy import Handler, RunContext, TextCall
 from .notify import warn
 
 PLAN = "focal_guidance"            # transformer_options key of the model's FocalPlan
 RUN = "focal_guidance_run"         # key in the sampler's per-run options: the live FocalRun
-BLOCK = "focal_guidance_block"     # key the marker sets for the running block: its BlockMark
+BLOCK = "focal_guidance_block"     # key the marker sets for the running block: its flat index
 
 
 @dataclass(frozen=True)
 class FocalPlan:
     """The handlers of one patched model, in graph order. Shared by clones (see Handler)."""
-    layout: Layout
+    family: Family
     handlers: tuple[Handler, ...] = ()
 
     def __deepcopy__(self, memo):
@@ -70,27 +71,20 @@ class FocalRun:
             warn(node, message)
 
 
-@dataclass
-class BlockMark:
-    """Scratch of one block call: its flat index and how many attention calls it has made."""
-    index: int
-    attention_calls: int = 0
-
-
-def install(model, layout: Layout, handler: Handler):
+def install(model, family: Family, handler: Handler):
     """A clone of ``model`` with ``handler`` appended to its Focal Guidance plan."""
     m = model.clone()
     options = m.model_options.setdefault("transformer_options", {})
     plan = options.get(PLAN)
     if plan is None:
-        plan = FocalPlan(layout)
+        plan = FocalPlan(family)
         m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, PLAN, _outer_sample)
         options["optimized_attention_override"] = _dispatcher(options.get("optimized_attention_override"))
     dit = options.setdefault("patches_replace", {}).setdefault("dit", {})
     for block in sorted(handler.blocks - plan.blocks):
-        key = layout.block_keys[block]
+        key = family.block_keys[block]
         dit[key] = _marker(block, dit.get(key))
-    options[PLAN] = FocalPlan(plan.layout, plan.handlers + (handler,))
+    options[PLAN] = FocalPlan(plan.family, plan.handlers + (handler,))
     return m
 
 
@@ -99,10 +93,18 @@ def _outer_sample(executor, *args, **kwargs):
     guider = executor.class_obj
     options = guider.model_options["transformer_options"]   # the sampler's own copy for this run
     plan: FocalPlan = options[PLAN]
-    ctx = RunContext(grid=plan.layout.token_grid(noise.shape), sample_sigmas=sigmas.detach().cpu(),
-                     batch=noise.shape[0], cfg=float(guider.cfg), attention=plan.layout.attention,
+    family, grid = plan.family, plan.family.token_grid(noise.shape)
+    conds = {branch: conds[0] for branch, name in ((0, "positive"), (1, "negative"))
+             if (conds := guider.original_conds.get(name))}
+    text = {branch: layout for branch, cond in conds.items() if (layout := family.text_layout(cond)) is not None}
+    try:
+        family.check_run(conds, text, grid)
+    except ValueError as err:
+        raise ValueError(f"Focal Guidance ({family.variant}): {err}.") from None
+    ctx = RunContext(grid=grid, sample_sigmas=sigmas.detach().cpu(), batch=noise.shape[0], cfg=float(guider.cfg),
+                     text=text, family=family,
                      percent_to_sigma=guider.model_patcher.get_model_object("model_sampling").percent_to_sigma,
-                     warn=warn, **_text_token_counts(guider))
+                     warn=warn)
     run, output = FocalRun(plan, ctx), None
     try:
         for handler in plan.handlers:
@@ -121,7 +123,7 @@ def _marker(block: int, previous):
         options = args["transformer_options"]
         run = options.get(RUN)
         if run is not None:
-            args = {**args, "transformer_options": {**options, BLOCK: BlockMark(block)}}
+            args = {**args, "transformer_options": {**options, BLOCK: block}}
         out = previous(args, extra) if previous is not None else extra["original_block"](args)
         if run is not None:
             _observe_block(run, block, args, out)
@@ -151,20 +153,18 @@ def _dispatcher(previous):
 
     def override(func, *args, **kwargs):
         options = kwargs.get("transformer_options") or {}
-        run, mark = options.get(RUN), options.get(BLOCK)
-        if run is None or mark is None:
+        run, block = options.get(RUN), options.get(BLOCK)
+        if run is None or block is None or not run.plan.family.is_text_call(args[0], args[1], run.ctx.n_video,
+                                                                            run.ctx.text):
             return call_previous(func, *args, **kwargs)
-        call_index, mark.attention_calls = mark.attention_calls, mark.attention_calls + 1
-        if call_index != run.plan.layout.text_call:
-            return call_previous(func, *args, **kwargs)
-        return _text_attention(run, mark.index, func, args, kwargs, options, call_previous)
+        return _text_attention(run, block, func, args, kwargs, options, call_previous)
 
     return override
 
 
 @torch.compiler.disable  # explicit attention in a few blocks: keep it out of compiled graphs
 def _text_attention(run: FocalRun, block: int, func, args, kwargs, options, call_previous):
-    layout, ctx = run.plan.layout, run.ctx
+    family, ctx = run.plan.family, run.ctx
     q, k, v = args[:3]
     branches = list(options.get("cond_or_uncond", [0]))
     if q.shape[0] % len(branches):
@@ -183,13 +183,6 @@ def _text_attention(run: FocalRun, block: int, func, args, kwargs, options, call
         return call_previous(func, *args, **kwargs)
 
     heads = kwargs["heads"] if "heads" in kwargs else args[3]
-    qh, kh, vh = layout.to_heads(q, k, v, heads)
-    n_video = qh.shape[-2] if layout.attention == "cross" else ctx.n_video
-    if n_video != ctx.n_video or (layout.attention == "joint" and qh.shape[-2] <= n_video):
-        run.warn_once(("tokens", block), "Focal Guidance", f"{qh.shape[-2]} query tokens do not match the "
-                      f"{ctx.grid} token grid; block {block} is left unchanged")
-        return call_previous(func, *args, **kwargs)
-
     changing = [changes_output(e for _, _, e in edits) for _, _, edits in chunks]
     out = None
     for first, last in _runs(changing):   # chunks no edit changes: the host's exact output
@@ -203,16 +196,13 @@ def _text_attention(run: FocalRun, block: int, func, args, kwargs, options, call
     for (rows, call, edits), change in zip(chunks, changing):
         if not edits:
             continue
-        text_edits = [e for _, _, e in edits]
-        chunk_mask = None if mask is None else _rows_of(mask, rows, q.shape[0]).float()
-        if layout.attention == "cross":
-            res, recorded = text_cross_attention(qh[rows], kh[rows], vh[rows], text_edits, key_mask=chunk_mask,
-                                                 need_output=change)
-        else:
-            res, recorded = joint_attention_text_edit(qh[rows], kh[rows], vh[rows], n_video, text_edits,
-                                                      key_mask=_expand_mask(chunk_mask))
+        chunk_mask = None if mask is None else _rows_of(mask, rows, q.shape[0])
+        try:
+            res, recorded = family.edit(q[rows], k[rows], v[rows], heads, ctx.n_video, [e for _, _, e in edits],
+                                        chunk_mask, need_output=change)
+        except ValueError as err:
+            raise ValueError(f"Focal Guidance, block {block} of {family.variant}: {err}.") from None
         if change:
-            res = layout.from_heads(res)
             if out is None:
                 out = res.new_empty((q.shape[0],) + tuple(res.shape[1:]))
             out[rows] = res
@@ -245,25 +235,3 @@ def _sub_kwargs(kwargs, options, rows, batch, branches):
         sub["mask"] = _rows_of(kwargs["mask"], rows, batch)
     sub["transformer_options"] = {**options, "cond_or_uncond": branches}
     return sub
-
-
-def _expand_mask(mask):
-    """Host masks for joint attention are additive [1, 1, L]; SDPA wants [b, h, q, L] broadcastable."""
-    if mask is None:
-        return None
-    while mask.ndim < 4:
-        mask = mask.unsqueeze(-2) if mask.ndim == 3 else mask.unsqueeze(0)
-    return mask
-
-
-def _text_token_counts(guider) -> dict:
-    """Real and padded prompt-token counts per branch: padded rows of the raw context are zero."""
-    real, total = {}, {}
-    for branch, name in ((0, "positive"), (1, "negative")):
-        for cond in guider.original_conds.get(name) or []:
-            context = cond.get("cross_attn")
-            if context is not None and context.ndim == 3:
-                real[branch] = int((context[0].abs().sum(-1) != 0).sum())
-                total[branch] = context.shape[1]
-                break
-    return {"text_tokens": real, "context_tokens": total}

@@ -56,7 +56,7 @@ class SemanticLayerProbe(io.ComfyNode):
     def execute(cls, model, steps, start_percent, end_percent, branch, window_of=_inputs.WINDOW_OF[0],
                 anchor=None) -> io.NodeOutput:
         _inputs.check_window(start_percent, end_percent, PROBE_NODE)
-        layout = _inputs.model_layout(model, PROBE_NODE)
+        layout = _inputs.model_layout(model, PROBE_NODE, anchor)
         probe = SemanticProbe(ProbeSettings(
             steps=steps, start_percent=start_percent, end_percent=end_percent,
             branch=min(_inputs.BRANCHES[branch]), anchor=anchor, window_of=window_of), layout.num_blocks)
@@ -115,7 +115,7 @@ class SemanticLayerReport(io.ComfyNode):
         labels = [f"{b}{' W' if b in report.weak else ' R' if b in report.responsive else ''}"
                   for b in range(len(maps))]
         curve, grid = curve_image(report), heatmap_grid(maps, labels)
-        data = {**asdict(report), "family": probe.layout.family, "grid": list(recording.grid),
+        data = {**asdict(report), "family": probe.layout.variant, "grid": list(recording.grid),
                 "weak_blocks": format_block_list(report.weak),
                 "responsive_blocks": format_block_list(report.responsive)}
         panel = {**data, "frame": frame, "heatmaps": [_pooled(m).tolist() for m in maps]}

@@ -53,7 +53,7 @@ class FocalAttentionTransfer(io.ComfyNode):
                 branch, cache_heads, cache_columns, window_of=_inputs.WINDOW_OF[0], anchor=None) -> io.NodeOutput:
         _inputs.check_finite(NODE, alpha=alpha, beta=beta, gamma=gamma)
         _inputs.check_window(start_percent, end_percent, NODE)
-        layout = _inputs.model_layout(model, NODE)
+        layout = _inputs.model_layout(model, NODE, anchor)
         weak = _inputs.parse_blocks(weak_blocks, layout, NODE, "weak_blocks")
         sources = _inputs.parse_blocks(source_blocks, layout, NODE, "source_blocks")
         overlap = sorted(set(weak) & set(sources))

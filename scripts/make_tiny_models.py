@@ -7,10 +7,12 @@ Files take the stock workflow file names, so the example workflows load them unc
     diffusion_models/wan2.1_t2v_1.3B_fp16.safetensors           Wan2.1 T2V (in_dim 16)
     diffusion_models/wan2.2_i2v_high_noise_14B_fp16.safetensors Wan2.2 I2V A14B shape (no img_emb, in_dim 36)
     diffusion_models/wan2.2_i2v_low_noise_14B_fp16.safetensors  its second expert
+    diffusion_models/wan2.2_ti2v_5B_fp16.safetensors            Wan2.2 TI2V-5B (48-channel latent: in/out_dim 48)
     diffusion_models/hunyuan_video_image_to_video_720p_bf16.safetensors  HunyuanVideo I2V (in_channels 33)
+    diffusion_models/hunyuanvideo1.5_720p_i2v_fp16.safetensors  HunyuanVideo 1.5 I2V (SigLIP, byT5, patch 1)
     vae/wan_2.1_vae.safetensors                                  Wan2.1 VAE with a tiny base width
 
-Text encoders (umT5-XXL, LLaVA-LLaMA) and CLIP vision towers have fixed configs in the host's
+Text encoders (umT5-XXL, LLaVA-LLaMA, Qwen2.5-VL) and CLIP vision towers have fixed configs in the host's
 loaders, so no small file can stand in for them: see README "Stand-ins".
 
 Usage: python scripts/make_tiny_models.py --comfy PATH_TO_COMFYUI --out MODELS_DIR
@@ -26,7 +28,9 @@ WAN_I2V = "wan2.1_i2v_480p_14B_fp16.safetensors"
 WAN_T2V = "wan2.1_t2v_1.3B_fp16.safetensors"
 WAN22_HIGH = "wan2.2_i2v_high_noise_14B_fp16.safetensors"
 WAN22_LOW = "wan2.2_i2v_low_noise_14B_fp16.safetensors"
+WAN22_TI2V = "wan2.2_ti2v_5B_fp16.safetensors"
 HUNYUAN_I2V = "hunyuan_video_image_to_video_720p_bf16.safetensors"
+HUNYUAN15_I2V = "hunyuanvideo1.5_720p_i2v_fp16.safetensors"
 WAN_VAE = "wan_2.1_vae.safetensors"
 
 
@@ -44,30 +48,48 @@ def _randomised(module, seed):
     return sd
 
 
-def wan_state_dict(model_type="i2v", in_dim=36, num_layers=6, dim=256, seed=SEED):
+def wan_state_dict(model_type="i2v", in_dim=36, num_layers=6, dim=256, seed=SEED, out_dim=16):
     """A WanModel with dim 256 (2 heads of 128: the host derives heads as dim // 128)."""
     import comfy.ops
     from comfy.ldm.wan.model import WanModel
     model = WanModel(model_type=model_type, dim=dim, ffn_dim=2 * dim, num_heads=dim // 128,
-                     num_layers=num_layers, in_dim=in_dim, out_dim=16,
+                     num_layers=num_layers, in_dim=in_dim, out_dim=out_dim,
                      operations=comfy.ops.disable_weight_init)
     return _randomised(model, seed)
 
 
-def hunyuan_i2v_state_dict(depth=2, depth_single=4, seed=SEED):
-    """A HunyuanVideo I2V model (in_channels 33) with hidden 256 = 2 heads of 128."""
+def host_params(params_class, **values):
+    """The values a host's params dataclass has fields for: newer hosts add fields (0.12.x requires
+    HunyuanVideo's meanflow_sum and Flux's txt_ids_dims), which 0.3.75 would refuse."""
+    fields = {f.name for f in dataclasses.fields(params_class)}
+    return {k: v for k, v in values.items() if k in fields}
+
+
+def hunyuan_state_dict(seed=SEED, **params):
+    """A HunyuanVideo-network model with hidden 256 = 2 heads of 128 (the host fixes axes_dim to 128)."""
     import comfy.ops
     from comfy.ldm.hunyuan_video.model import HunyuanVideo, HunyuanVideoParams
-    fields = {f.name for f in dataclasses.fields(HunyuanVideoParams)}
-    # Newer hosts (0.12.x) require meanflow_sum (False for HunyuanVideo 1.0/1.5); 0.3.75 has no such field.
-    newer = {"meanflow_sum": False} if "meanflow_sum" in fields else {}
-    model = HunyuanVideo(in_channels=33, out_channels=16, vec_in_dim=768, context_in_dim=4096,
-                         hidden_size=256, num_heads=2, depth=depth, depth_single_blocks=depth_single,
-                         axes_dim=[16, 56, 56], theta=256, patch_size=[1, 2, 2], qkv_bias=True,
-                         guidance_embed=True, mlp_ratio=4.0, byt5=False, meanflow=False,
-                         use_cond_type_embedding=False, vision_in_dim=None, **newer,
+    values = dict(hidden_size=256, num_heads=2, theta=256, qkv_bias=True, mlp_ratio=4.0, meanflow=False,
+                  meanflow_sum=False, byt5=False, use_cond_type_embedding=False, vision_in_dim=None)
+    model = HunyuanVideo(**host_params(HunyuanVideoParams, **{**values, **params}),
                          operations=comfy.ops.disable_weight_init)
     return _randomised(model, seed)
+
+
+def hunyuan_i2v_state_dict(depth=2, depth_single=4, seed=SEED):
+    """HunyuanVideo 1.0 I2V: in_channels 33, a 4096-wide LLaVA context, CLIP-L pooled vector, guidance."""
+    return hunyuan_state_dict(seed, in_channels=33, out_channels=16, vec_in_dim=768, context_in_dim=4096,
+                              depth=depth, depth_single_blocks=depth_single, axes_dim=[16, 56, 56],
+                              patch_size=[1, 2, 2], guidance_embed=True)
+
+
+def hunyuan15_i2v_state_dict(depth=2, depth_single=4, seed=SEED):
+    """HunyuanVideo 1.5 I2V: 32-channel latent (in_channels 65 = noise, image, mask), patch 1, a 3584-wide
+    Qwen2.5-VL context, a byT5 glyph mapper, SigLIP vision_in (1152) and the condition-type embedding."""
+    return hunyuan_state_dict(seed, in_channels=65, out_channels=32, vec_in_dim=None, context_in_dim=3584,
+                              depth=depth, depth_single_blocks=depth_single, axes_dim=[16, 56, 56],
+                              patch_size=[1, 1, 1], guidance_embed=False, byt5=True,
+                              use_cond_type_embedding=True, vision_in_dim=1152)
 
 
 def wan_vae_state_dict(dim=8, seed=SEED):
@@ -87,7 +109,9 @@ def write_all(out_dir: pathlib.Path) -> dict[str, pathlib.Path]:
         f"diffusion_models/{WAN_T2V}": lambda: wan_state_dict("t2v", 16, seed=SEED + 1),
         f"diffusion_models/{WAN22_HIGH}": lambda: wan_state_dict("t2v", 36, seed=SEED + 2),
         f"diffusion_models/{WAN22_LOW}": lambda: wan_state_dict("t2v", 36, seed=SEED + 3),
+        f"diffusion_models/{WAN22_TI2V}": lambda: wan_state_dict("t2v", 48, seed=SEED + 4, out_dim=48),
         f"diffusion_models/{HUNYUAN_I2V}": hunyuan_i2v_state_dict,
+        f"diffusion_models/{HUNYUAN15_I2V}": hunyuan15_i2v_state_dict,
         f"vae/{WAN_VAE}": wan_vae_state_dict,
     }
     written = {}

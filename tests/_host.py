@@ -12,9 +12,16 @@ FILES = {
     "wan_i2v": tiny.WAN_I2V,
     "wan_t2v": tiny.WAN_T2V,
     "wan22_i2v": tiny.WAN22_HIGH,
+    "wan22_ti2v": tiny.WAN22_TI2V,
     "hunyuan_i2v": tiny.HUNYUAN_I2V,
+    "hunyuan15_i2v": tiny.HUNYUAN15_I2V,
 }
 TEXT_TOKENS = 7  # real prompt tokens in the random conditioning; the rest is zero padding
+SIGLIP_TOKENS, GLYPH_TOKENS = 729, 5   # HunyuanVideo 1.5's image and byT5 tokens before the prompt
+# Latent (channels, height, width) per family for the default 5-frame 64x96 video, so every family has
+# the token grid (2, 4, 6): Wan2.2 TI2V-5B's VAE compresses 16x into 48 channels (patch 2, so a 128x192
+# video), HunyuanVideo 1.5's 16x into 32 channels (patch 1).
+LATENTS = {"wan22_ti2v": (48, 8, 12), "hunyuan15_i2v": (32, 4, 6)}
 
 
 def load(models_dir, family):
@@ -33,20 +40,59 @@ def conditioning(family, seed, text_tokens=TEXT_TOKENS):
             vision.penultimate_hidden_states = torch.randn(1, 257, 1280, generator=gen)
             extra["clip_vision_output"] = vision
         return [[context, extra]]
+    if family == "hunyuan15_i2v":   # Qwen2.5-VL context, SigLIP image tokens, byT5 glyph tokens
+        vision = comfy.clip_vision.Output()
+        vision.last_hidden_state = torch.randn(1, SIGLIP_TOKENS, 1152, generator=gen)
+        return [[torch.randn(1, text_tokens, 3584, generator=gen),
+                 {"clip_vision_output": vision, "conditioning_byt5small": torch.randn(1, GLYPH_TOKENS, 1472, generator=gen),
+                  "pooled_output": None}]]   # the host's HunyuanVideo conds read the key; 1.5 has no vector input
     context = torch.randn(1, text_tokens + 8, 4096, generator=gen)
     return [[context, {"pooled_output": torch.randn(1, 768, generator=gen), "guidance": 6.0}]]
 
 
-def latent(frames=5, height=64, width=96, batch=1):
-    """Empty video latent: 16 channels, (frames-1)/4+1 latent frames, /8 spatially."""
+def latent(frames=5, height=64, width=96, batch=1, family=None):
+    """Empty video latent: 16 channels, (frames-1)/4+1 latent frames, /8 spatially; LATENTS for other VAEs."""
+    if family in LATENTS:
+        channels, h, w = LATENTS[family]
+        return torch.zeros(batch, channels, (frames - 1) // 4 + 1, h, w)
     return torch.zeros(batch, 16, (frames - 1) // 4 + 1, height // 8, width // 8)
 
 
 def sample(model, family, steps=3, cfg=5.0, sampler="euler", seed=0, latent_image=None, noise=None, **kw):
-    latent_image = latent() if latent_image is None else latent_image
+    latent_image = latent(family=family) if latent_image is None else latent_image
     noise = comfy.sample.prepare_noise(latent_image, seed) if noise is None else noise
     return comfy.sample.sample(model, noise, steps, cfg, sampler, "simple", conditioning(family, 1),
                                conditioning(family, 2), latent_image, seed=seed, disable_pbar=True, **kw)
+
+
+def _patcher(config_class, unet_config):
+    """A ModelPatcher around a model the host builds from its own config class and a tiny config."""
+    import comfy.model_patcher
+    model = config_class(unet_config).get_model({}, device=torch.device("cpu"))
+    return comfy.model_patcher.ModelPatcher(model, torch.device("cpu"), torch.device("cpu"))
+
+
+def tiny_unsupported(name):
+    """A tiny model of a family Focal Guidance must refuse: flux, hunyuan_image_21, ltxv or sd15."""
+    import comfy.supported_models as sm
+    from comfy.ldm.flux.model import FluxParams
+    from comfy.ldm.hunyuan_video.model import HunyuanVideoParams
+    if name == "sd15":
+        return tiny_sd15()
+    if name == "flux":
+        return _patcher(sm.Flux, {"image_model": "flux", **tiny.host_params(
+            FluxParams, in_channels=16, out_channels=16, vec_in_dim=768, context_in_dim=64, hidden_size=128,
+            mlp_ratio=2.0, num_heads=1, depth=1, depth_single_blocks=1, axes_dim=[16, 56, 56], theta=10000,
+            patch_size=2, qkv_bias=True, guidance_embed=False, txt_ids_dims=[])})
+    if name == "hunyuan_image_21":   # the HunyuanVideo network with 2-d patches: an image model
+        return _patcher(sm.HunyuanImage21, {"image_model": "hunyuan_video", **tiny.host_params(
+            HunyuanVideoParams, in_channels=64, out_channels=64, vec_in_dim=None, context_in_dim=64,
+            hidden_size=128, mlp_ratio=2.0, num_heads=1, depth=1, depth_single_blocks=1, axes_dim=[64, 64],
+            theta=256, patch_size=[1, 1], qkv_bias=True, guidance_embed=False, byt5=False, meanflow=False,
+            meanflow_sum=False, use_cond_type_embedding=False, vision_in_dim=None)})
+    return _patcher(sm.LTXV, {"image_model": "ltxv", "num_layers": 1, "attention_head_dim": 32,
+                              "num_attention_heads": 2, "cross_attention_dim": 64, "caption_channels": 64,
+                              "in_channels": 128, "out_channels": 128})
 
 
 def tiny_sd15():

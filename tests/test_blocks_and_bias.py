@@ -56,12 +56,18 @@ def test_anchor_needs_spans_for_every_keyword():
         RegionAnchor(("cat",), torch.ones(1, 2, 2), ((),))
 
 
-def test_text_offset_places_prompt_after_leading_image_tokens():
-    hy = RegionAnchor(("cat",), torch.ones(1, 2, 2), ((1, 2),), prompt_tokens=10)
-    assert hy.text_offset(298, "joint") == 288        # HunyuanVideo I2V: 288 LLaVA image tokens first
-    assert hy.text_offset(298, "cross") == 0          # Wan: the prompt starts the context
-    assert hy.bias((1, 2, 2), 1.0, 0.0, text_offset=288)[0].tolist() == [289, 290]
-    assert RegionAnchor(("cat",), torch.ones(1, 2, 2), ((1,),)).text_offset(298, "joint") == 0
+def test_text_layout_places_the_prompt_and_the_anchor_among_the_text_keys():
+    from focal_guidance.focal_core.families import TextLayout
+    hv_i2v = TextLayout(keys=298, prompt_start=0, stream_start=0, real=298, anchor_at_end=True)
+    assert hv_i2v.anchor_offset(10) == 288       # HunyuanVideo 1.0 I2V: 288 LLaVA image tokens lead the context
+    anchor = RegionAnchor(("cat",), torch.ones(1, 2, 2), ((1, 2),), prompt_tokens=10)
+    assert anchor.bias((1, 2, 2), 1.0, 0.0, text_offset=hv_i2v.anchor_offset(10))[0].tolist() == [289, 290]
+    hv15 = TextLayout(keys=729 + 12 + 40, prompt_start=741, stream_start=0, real=40, anchor_at_end=True)
+    assert hv15.anchor_offset(40) == 741          # HunyuanVideo 1.5: SigLIP and byT5 tokens lead the stream
+    assert hv15.prompt_columns().tolist() == list(range(741, 781))
+    wan_i2v = TextLayout(keys=512, prompt_start=0, stream_start=257, real=7)
+    assert wan_i2v.anchor_offset(8) == 0          # Wan: the prompt starts the padded text keys
+    assert wan_i2v.prompt_columns().tolist() == list(range(7))
 
 
 def test_attention_masks_are_relative_to_the_mean():

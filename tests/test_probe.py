@@ -129,5 +129,5 @@ def test_probe_errors_name_the_node_and_the_fix(tiny_models, caplog):
     assert "Semantic Layer Probe: the window 0.99-1 (whole schedule) holds none of the 3 sampled steps" in caplog.text
     with pytest.raises(ValueError, match="Semantic Layer Report: the probe has not recorded a run"):
         report(late_handle, late_out)
-    with pytest.raises(ValueError, match="Semantic Layer Probe: UNetModel is not a supported model family"):
+    with pytest.raises(ValueError, match=r"Semantic Layer Probe: SD15 \(UNetModel\) is not a supported family"):
         probe(_host.tiny_sd15())

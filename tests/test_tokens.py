@@ -79,7 +79,7 @@ PROMPT = "A Cat, a red skateboard and the cat's hat. Cats (cat) chase a skateboa
     ("hat", 1, {"hat"}),                           # no match inside "chase"
 ])
 def test_spans_cover_every_occurrence_and_only_the_word(encoder, keyword, occurrences, text):
-    pieces, byte_level = anchor_node._prompt_pieces(encoder, PROMPT)
+    _, pieces, byte_level = anchor_node._prompt_pieces(encoder, PROMPT)
     span = tokens.keyword_span(pieces, keyword, byte_level)
     assert groups(span) == occurrences
     for run in runs(span):
@@ -87,7 +87,7 @@ def test_spans_cover_every_occurrence_and_only_the_word(encoder, keyword, occurr
 
 
 def test_absent_and_partial_words_are_not_found(encoder):
-    pieces, byte_level = anchor_node._prompt_pieces(encoder, PROMPT)
+    _, pieces, byte_level = anchor_node._prompt_pieces(encoder, PROMPT)
     assert tokens.keyword_span(pieces, "dog", byte_level) == ()
     assert tokens.keyword_span(pieces, "ase", byte_level) == ()       # inside "chase"
     assert tokens.keyword_span(pieces, "skate", byte_level) == ()     # prefix of a word
@@ -96,7 +96,7 @@ def test_absent_and_partial_words_are_not_found(encoder):
 def test_wan_indices_are_positions_in_the_umt5_sequence():
     encoder = host_clip(wan_tokenizer())
     ids = [p[0] for p in encoder.tokenize(PROMPT)["umt5xxl"][0]]
-    pieces, _ = anchor_node._prompt_pieces(encoder, PROMPT)
+    _, pieces, _ = anchor_node._prompt_pieces(encoder, PROMPT)
     assert len(pieces) == len(ids) == 512                   # padded like the DiT's context
     inv = encoder.tokenizer.clip_umt5xxl.inv_vocab
     assert pieces == [inv[i] for i in ids]
@@ -115,7 +115,7 @@ def test_t5_v11_tokenizer_pieces():
 
 def test_sentencepiece_byte_fallback_for_cjk():
     encoder = host_clip(wan_tokenizer())
-    pieces, byte_level = anchor_node._prompt_pieces(encoder, "一只猫在草地上")
+    _, pieces, byte_level = anchor_node._prompt_pieces(encoder, "一只猫在草地上")
     span = tokens.keyword_span(pieces, "猫", byte_level)
     assert span and decoded(pieces, span, byte_level) == "猫"
     assert any(pieces[i].startswith("<0x") for i in span)
@@ -145,7 +145,7 @@ def test_hunyuan_spans_index_the_dit_text_stream_after_the_template_crop():
     for pair in token_sets["llama"][0]:
         expanded += [None] * pair[0]["data"].shape[0] if isinstance(pair[0], dict) else [pair[0]]
 
-    pieces, byte_level = anchor_node._prompt_pieces(encoder, prompt)     # default (T2V) template
+    _, pieces, byte_level = anchor_node._prompt_pieces(encoder, prompt)     # default (T2V) template
     assert len(stream) == image_tokens + len(pieces)
     inv = encoder.tokenizer.llama.inv_vocab
     for keyword, occurrences in (("dog", 2), ("red ball", 1)):
@@ -154,6 +154,36 @@ def test_hunyuan_spans_index_the_dit_text_stream_after_the_template_crop():
         seen = [inv[expanded[stream[image_tokens + i]]] for i in span]
         assert seen == [pieces[i] for i in span]
         assert decoded(seen, range(len(seen)), True).replace(" ", "").lower() == keyword.replace(" ", "") * occurrences
+
+
+def test_hunyuan15_pieces_are_the_tokens_after_the_hosts_qwen_crop():
+    """The host's own crop (HunyuanImageTEModel, HunyuanVideo 1.5's text encoder) on a fake Qwen2.5-VL
+    whose output is each token's position: the anchor's pieces are exactly the context the DiT reads."""
+    from comfy.text_encoders.hunyuan_image import HunyuanImageTEModel
+    from comfy.text_encoders.hunyuan_video import HunyuanVideo15Tokenizer
+
+    def positions(pairs):
+        length = len(pairs[0])
+        return torch.arange(length, dtype=torch.float32).view(1, -1, 1), None, {"attention_mask": torch.ones(1, length)}
+
+    fake = HunyuanImageTEModel.__new__(HunyuanImageTEModel)   # the host's class, its Qwen model stood in for
+    torch.nn.Module.__init__(fake)
+    fake.clip_name, fake.clip, fake.byt5_small = "qwen25_7b", "qwen25_7b", None
+    fake.qwen25_7b = types.SimpleNamespace(encode_token_weights=positions)
+    encoder = host_clip(HunyuanVideo15Tokenizer())
+    prompt = 'A dog chases a red ball past a sign that says "OPEN"; the dog jumps.'
+    token_sets = encoder.tokenize(prompt)
+    assert "byt5" in token_sets   # quoted text also goes to byT5, whose tokens lead the DiT's text stream
+    stream = HunyuanImageTEModel.encode_token_weights(fake, token_sets)[0][0, :, 0].long().tolist()
+    family, pieces, byte_level = anchor_node._prompt_pieces(encoder, prompt)
+    assert (family.name, family.tokenizer) == ("HunyuanVideo 1.5", "qwen25_7b")
+    ids = [pair[0] for pair in token_sets["qwen25_7b"][0]]
+    inv = encoder.tokenizer.qwen25_7b.inv_vocab
+    assert [inv[ids[i]] for i in stream] == pieces
+    for keyword, occurrences in (("dog", 2), ("red ball", 1)):
+        span = tokens.keyword_span(pieces, keyword, byte_level)
+        assert groups(span) == occurrences
+        assert decoded(pieces, span, byte_level).replace(" ", "").lower() == keyword.replace(" ", "") * occurrences
 
 
 def test_content_words_and_keyword_parsing():

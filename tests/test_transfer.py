@@ -156,10 +156,9 @@ def settings_for(model, weak=(2,), sources=(1,), alpha=0.5, start=0.0, end=1.0, 
 
 
 def spy_install(model, settings):
-    from focal_guidance.focal_core.adapters import adapter_for
+    from focal_guidance.nodes._inputs import model_layout
     handler = SpyTransfer(settings)
-    layout = adapter_for(model.get_model_object("diffusion_model")).layout
-    return install(model, layout, handler), handler
+    return install(model, model_layout(model, "spy"), handler), handler
 
 
 @pytest.mark.parametrize("sampler", ["euler", "heun", "dpm_2"])
@@ -275,11 +274,6 @@ def test_errors_name_the_node_and_the_fix(tiny_models):
         _host.sample(transfer(model, anchor=square, beta=1.0), "wan_i2v")
     with pytest.raises(ValueError, match="Focal Attention Transfer: batch size 2"):
         _host.sample(transfer(model), "wan_i2v", latent_image=_host.latent(batch=2))
-
-
-def test_unsupported_family_is_refused():
-    with pytest.raises(ValueError, match="Focal Attention Transfer: UNetModel is not a supported model family"):
-        transfer(_host.tiny_sd15())
 
 
 def test_anchor_bias_changes_only_with_beta_gamma(tiny_models):
