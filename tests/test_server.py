@@ -37,7 +37,8 @@ def wan_i2v_graph(weak_blocks="2-3", source_blocks="1", alpha=0.5, end_percent=1
         "focal": {"class_type": "FocalAttentionTransfer", "inputs": {
             "model": ["unet", 0], "weak_blocks": weak_blocks, "source_blocks": source_blocks,
             "alpha": alpha, "beta": 1.0, "gamma": 0.5, "start_percent": 0.0, "end_percent": end_percent,
-            "branch": "positive", "cache_heads": "head mean", "cache_columns": "all text tokens"}},
+            "window_of": "whole schedule", "branch": "positive", "cache_heads": "head mean",
+            "cache_columns": "all text tokens"}},
         "vae": {"class_type": "VAELoader", "inputs": {"vae_name": tiny.WAN_VAE}},
         "image": {"class_type": "LoadImage", "inputs": {"image": IMAGE_NAME}},
         "vision": {"class_type": "FocalStandInClipVision", "inputs": {"image": ["image", 0]}},
@@ -164,7 +165,7 @@ def test_hunyuan_video_graph_runs_with_standin_conditioning(comfy_server):
         "unet": {"class_type": "UNETLoader", "inputs": {"unet_name": tiny.HUNYUAN_I2V, "weight_dtype": "default"}},
         "focal": {"class_type": "FocalAttentionTransfer", "inputs": {
             "model": ["unet", 0], "weak_blocks": "3-4", "source_blocks": "1", "alpha": 0.5, "beta": 1.0,
-            "gamma": 0.5, "start_percent": 0.0, "end_percent": 1.0, "branch": "both",
+            "gamma": 0.5, "start_percent": 0.0, "end_percent": 1.0, "window_of": "whole schedule", "branch": "both",
             "cache_heads": "per head", "cache_columns": "all text tokens"}},
         "pos": {"class_type": "FocalStandInTextEncode", "inputs": {
             "family": "hunyuan_video", "text": "a red ball rolls past a blue box", "seed": 1}},
