@@ -10,7 +10,8 @@ words (all occurrences), punctuation glued to words and byte-fallback pieces ali
 
 Two piece conventions are understood:
     sentencepiece (umT5 for Wan, T5):   ``▁`` marks a space, ``<0xE7>`` is a raw byte.
-    byte-level BPE (LLaMA 3 for HunyuanVideo): GPT-2's byte→unicode table, ``Ġ`` = space.
+    byte-level BPE (LLaMA 3 for HunyuanVideo 1.0, Qwen2.5-VL for 1.5): GPT-2's byte→unicode table,
+        ``Ġ`` = space.
 """
 import re
 from collections.abc import Iterable, Sequence

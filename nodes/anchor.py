@@ -148,7 +148,8 @@ class RegionAnchorNode(io.ComfyNode):
                                                 "batch), at the video's aspect ratio."),
                 io.Clip.Input("text_encoder", tooltip="The video model's text encoder (umT5 for Wan, LLaVA-LLaMA "
                                                       "for HunyuanVideo 1.0, Qwen2.5-VL for HunyuanVideo 1.5); its "
-                                                      "tokenizer locates each keyword's tokens and sets the anchor's family."),
+                                                      "tokenizer locates each keyword's tokens and sets the "
+                                                      "anchor's family."),
                 io.String.Input("prompt", multiline=True,
                                 tooltip="The positive prompt exactly as encoded for the video model."),
                 io.String.Input("keywords", default="",

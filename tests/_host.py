@@ -40,12 +40,13 @@ def conditioning(family, seed, text_tokens=TEXT_TOKENS):
             vision.penultimate_hidden_states = torch.randn(1, 257, 1280, generator=gen)
             extra["clip_vision_output"] = vision
         return [[context, extra]]
-    if family == "hunyuan15_i2v":   # Qwen2.5-VL context, SigLIP image tokens, byT5 glyph tokens
+    if family == "hunyuan15_i2v":   # Qwen2.5-VL context, SigLIP image tokens, byT5 glyph tokens; the host's
+        # HunyuanVideo conds read pooled_output, which 1.5 (no vector input) never uses
         vision = comfy.clip_vision.Output()
         vision.last_hidden_state = torch.randn(1, SIGLIP_TOKENS, 1152, generator=gen)
         return [[torch.randn(1, text_tokens, 3584, generator=gen),
-                 {"clip_vision_output": vision, "conditioning_byt5small": torch.randn(1, GLYPH_TOKENS, 1472, generator=gen),
-                  "pooled_output": None}]]   # the host's HunyuanVideo conds read the key; 1.5 has no vector input
+                 {"clip_vision_output": vision, "pooled_output": None,
+                  "conditioning_byt5small": torch.randn(1, GLYPH_TOKENS, 1472, generator=gen)}]]
     context = torch.randn(1, text_tokens + 8, 4096, generator=gen)
     return [[context, {"pooled_output": torch.randn(1, 768, generator=gen), "guidance": 6.0}]]
 

@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+from comfy.text_encoders.hunyuan_video import HunyuanVideo15Tokenizer
 from test_tokens import host_clip, hunyuan_tokenizer, wan_tokenizer
 
 from focal_guidance.focal_core.anchors import RegionAnchor
@@ -52,7 +53,8 @@ def tiny_clip_text():
 def parts(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("clip")
     return {"vision": tiny_clip_vision(tmp, 64), "vision_32": tiny_clip_vision(tmp, 32),
-            "clip": tiny_clip_text(), "wan": host_clip(wan_tokenizer()), "hunyuan": host_clip(hunyuan_tokenizer())}
+            "clip": tiny_clip_text(), "wan": host_clip(wan_tokenizer()), "hunyuan": host_clip(hunyuan_tokenizer()),
+            "hunyuan15": host_clip(HunyuanVideo15Tokenizer())}
 
 
 def image():
@@ -88,6 +90,18 @@ def test_clip_mode_outputs_and_token_grid(parts, family, latent_frames):
     columns, bias = anchor.bias(grid, beta=1.0, gamma=0.5)
     assert bias.shape == (grid[0] * grid[1] * grid[2], len(columns))
     assert set(columns.tolist()) == {i for span in anchor.token_spans for i in span}
+
+
+@pytest.mark.parametrize("family, tokenizer, name, channels, compression", [
+    ("wan", "umt5xxl", "Wan", 16, 8), ("hunyuan", "llama", "HunyuanVideo 1.0", 16, 8),
+    ("hunyuan15", "qwen25_7b", "HunyuanVideo 1.5", 32, 16)])
+def test_anchor_records_the_family_of_its_text_encoder(parts, family, tokenizer, name, channels, compression):
+    """The family comes from the text encoder's token key; its latent patching checks the latent."""
+    latent = {"samples": torch.zeros(1, channels, 5, IMAGE_HW[0] // compression, IMAGE_HW[1] // compression)}
+    out = run(parts, family, mode="mask only", mask=torch.ones(1, 60, 104), clip_vision=None, clip=None, latent=latent)
+    anchor = out.args[0]
+    assert (anchor.family, anchor.tokenizer) == (name, tokenizer)
+    assert anchor.token_spans[0] and f"{name} tokens ({tokenizer})" in out.ui.as_dict()["text"][0]
 
 
 def test_derived_keywords_are_reported(parts):
@@ -126,7 +140,8 @@ def test_fallback_mode_is_a_uniform_placeholder_with_spans(parts):
     (dict(clip=None), "needs both 'clip_vision' and 'clip'"),
     (dict(mode="mask only"), "needs a MASK"),
     (dict(clip="wan"), "not a CLIP text tower"),
-    (dict(text_encoder="clip"), "not Wan's umT5 or HunyuanVideo's LLaMA"),
+    (dict(text_encoder="clip"), "gives ['l'] tokens, not one of umt5xxl (Wan), llama (HunyuanVideo 1.0), "
+                                "qwen25_7b (HunyuanVideo 1.5)"),
 ])
 def test_clear_errors(parts, overrides, message):
     overrides = {k: parts[v] if isinstance(v, str) and v in parts else v for k, v in overrides.items()}

@@ -143,8 +143,9 @@ def test_hunyuan15_anchor_columns_follow_the_siglip_and_glyph_tokens(tiny_models
 def test_other_families_are_refused_when_the_node_runs(name, config):
     model = _host.tiny_unsupported(name)
     for run in (lambda: transfer(model), lambda: probe(model)):
-        with pytest.raises(ValueError, match=rf"^(Focal Attention Transfer|Semantic Layer Probe): {config} \(\w+\) "
-                                             r"is not a supported family \(supported: Wan2\.1 I2V/T2V, .*HunyuanVideo 1\.5"):
+        with pytest.raises(ValueError, match=rf"^(Focal Attention Transfer|Semantic Layer Probe): {config} "
+                                             r"\(\w+\) is not a supported family \(supported: Wan2\.1 I2V/T2V, "
+                                             r".*HunyuanVideo 1\.5"):
             run()
 
 
@@ -157,6 +158,16 @@ def test_wan_models_with_reference_tokens_are_refused(config, network, extra, re
     info = ModelInfo(config, network, {"num_layers": 6, "num_heads": 2, "model_type": "i2v", **extra})
     with pytest.raises(UnsupportedModelError, match=f"{config} is not supported: .*{reason}.*supported: Wan2.1"):
         family_for(info)
+
+
+def test_a_wan_video_as_long_as_its_text_context_is_refused():
+    """Self-attention and text attention would have the same key count, so the text call is ambiguous."""
+    from focal_guidance.focal_core.families import TextLayout
+    wan = family_for(ModelInfo("WAN21_T2V", "WanModel", {"num_layers": 6, "num_heads": 2}))
+    text = {0: TextLayout(keys=512, prompt_start=0, stream_start=0, real=7)}
+    wan.check_run({0: {}}, text, (2, 16, 12))
+    with pytest.raises(ValueError, match="the video has 512 tokens, as many as the text context"):
+        wan.check_run({0: {}}, text, (2, 16, 16))
 
 
 def test_phantom_reference_frames_are_refused_when_sampling(tiny_models):

@@ -2,10 +2,10 @@
 
 Joint attention over [video tokens ; text stream] in 20 double-stream then 40 single-stream blocks;
 flat block index = double index, then the double count + single index. One attention call per
-block, q/k/v as [b, heads, l, d] (the output as [b, l, heads·d]); its keys are the video tokens plus the text stream, so the text
-call is the one with more keys than video tokens. The LLaMA context of the I2V model starts with
-the LLaVA image tokens, whose count depends on the encoder node's ``image_interleave``; an anchor
-is placed from the context's end, where its prompt ends.
+block, q/k/v as [b, heads, l, d] (the output as [b, l, heads·d]); its keys are the video tokens
+plus the text stream, so the text call is the one with more keys than video tokens. The LLaMA
+context of the I2V model starts with the LLaVA image tokens, whose count depends on the encoder
+node's ``image_interleave``; an anchor is placed from the context's end, where its prompt ends.
 """
 from ..attention import joint_attention_text_edit
 from .base import Family, ModelInfo, TextLayout, count_real
