@@ -158,7 +158,7 @@ def keyword_mass(model, scene, seed, weak: list[int]) -> float:
     pos, neg = conditioning(probed, scene)
     out = comfy.sample.sample(probed, comfy.sample.prepare_noise(latent, seed), STEPS, CFG, SAMPLER, SCHEDULER,
                               pos, neg, latent, seed=seed, disable_pbar=True)
-    recording = handle.probe.recording_for(out, handle.layout.token_grid(out.shape))
+    recording = handle.recordings.recording_for(out, handle.layout.token_grid(out.shape))
     region = torch.nn.functional.avg_pool2d(task.object_mask(scene)[None, None], 2)[0, 0]
     fractions = []
     for (step, block), maps in recording.maps["attention"].items():
@@ -297,22 +297,19 @@ def save_strips(path: pathlib.Path, rows: list[tuple[str, torch.Tensor, torch.Te
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| setting | n | success | 95% interval | wins/losses vs base | exact | mean along (target 4) | distractor moved | keyword mass in region |",
+    lines = ["| setting | n | success | 95% interval | wins/losses vs base | exact | mean along (target 4) | distractor moved | keyword mass in region, base → FG |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         wl = f"{r['wins']}/{r['losses']}" if "wins" in r else "–"
-        mass = f"{r['mass']:.2f}" if r.get("mass") is not None else "–"
+        mass = f"{r['mass_base']:.2f} → {r['mass']:.2f}" if r.get("mass") is not None else "–"
         lines.append(f"| {r['setting']} | {r['n']} | {r['success']:.2f} | {r['ci95'][0]:.2f}–{r['ci95'][1]:.2f} | "
                      f"{wl} | {r['exact']:.2f} | {r['along']:.2f} | {r['distractor_moved']:.2f} | {mass} |")
     return "\n".join(lines)
 
 
-def mean_mass(model, scenes, seeds, setting: Setting | None, blocks: dict, count: int) -> float | None:
-    weak_text = (setting.weak if setting and setting.weak is not None else blocks[(setting or DEFAULTS).kappa]["weak"])
-    from focal_guidance.focal_core.blocks import parse_block_list
-    weak = parse_block_list(weak_text, model.model.diffusion_model.num_layers) if weak_text else []
-    if not weak:
-        return None
+def mean_mass(model, scenes, seeds, setting: Setting | None, blocks: dict, count: int, weak: list[int]) -> float:
+    """Mean keyword in-region mass over the first ``count`` clips in blocks ``weak``, with the
+    setting applied (None: the unpatched model, measured in the same blocks)."""
     masses = []
     for scene, seed in list(zip(scenes, seeds))[:count]:
         patched = model if setting is None else focal_model(model, scene, setting, blocks)
@@ -342,21 +339,42 @@ def run_validation(model, args, blocks) -> list[dict]:
     return rows
 
 
-def run_test(model, args, blocks, chosen: Setting) -> list[dict]:
+def run_test(model, args, blocks, settings: list[Setting]) -> list[dict]:
+    """Baseline and ``settings`` on the test split. Rows already in ``test_rows.json`` (same n) are
+    kept, so a setting chosen later on the validation split can be added without resampling."""
+    cache = args.out / "test_rows.json"
+    done = json.loads(cache.read_text()) if cache.exists() else []
+    done = [r for r in done if r["n"] == args.n_test]
     scenes, seeds = split_with_seeds("test", args.n_test)
-    base_clips, fg_clips = {}, {}
-    base = evaluate(model, scenes, seeds, None, blocks, keep=base_clips)
-    rows = [{**base.summary(), "mass": mean_mass(model, scenes, seeds, None, blocks, args.n_mass)}]
-    tested = [DEFAULTS] + ([replace(chosen, name=f"best on val: {chosen.name}")] if chosen != DEFAULTS else [])
-    fg = None
-    for setting in tested:
-        outcome = evaluate(model, scenes, seeds, setting, blocks, keep=fg_clips if setting is DEFAULTS else None)
-        fg = fg or outcome
-        rows.append({**outcome.summary(base), "mass": mean_mass(model, scenes, seeds, setting, blocks, args.n_mass)})
-    strips = [(f"{scenes[i].prompt}   base {'ok' if base.scores[i].followed else 'miss'} | "
-               f"FG {'ok' if fg.scores[i].followed else 'miss'}", base_clips[i], fg_clips[i])
-              for i in range(min(8, len(scenes)))]
-    save_strips(args.out / "strips_test.png", strips)
+    base_file, fg_clips = args.out / f"test_baseline_{args.n_test}.pt", {}
+    if base_file.exists():
+        base, base_clips = torch.load(base_file, weights_only=False)
+    else:
+        base_clips = {}
+        base = evaluate(model, scenes, seeds, None, blocks, keep=base_clips)
+        torch.save((base, base_clips), base_file)
+    rows = [base.summary()]
+    rows += [r for r in done if r["setting"] != "baseline"]
+    for setting in settings:
+        if any(r["setting"] == setting.name for r in rows):
+            continue
+        if setting.weak is None and not blocks[setting.kappa]["weak"]:
+            rows.append({**replace(base, name=setting.name).summary(base), "note": "probe found no weak blocks"})
+            continue
+        outcome = evaluate(model, scenes, seeds, setting, blocks, keep=fg_clips)
+        rows.append(outcome.summary(base))
+        cache.write_text(json.dumps(rows, indent=1, default=str))
+        from focal_guidance.focal_core.blocks import parse_block_list
+        weak = parse_block_list(setting.weak if setting.weak is not None else blocks[setting.kappa]["weak"],
+                                model.model.diffusion_model.num_layers)
+        rows[-1]["mass"] = mean_mass(model, scenes, seeds, setting, blocks, args.n_mass, weak)
+        rows[-1]["mass_base"] = mean_mass(model, scenes, seeds, None, blocks, args.n_mass, weak)
+        strips = [(f"{scenes[i].prompt}: base {'ok' if base.scores[i].followed else 'miss'} | "
+                   f"FG {'ok' if outcome.scores[i].followed else 'miss'}", base_clips[i], fg_clips[i])
+                  for i in range(min(8, len(scenes)))]
+        save_strips(args.out / f"strips_test_{setting.name.split(':')[0].replace(' ', '_').replace(',', '')}.png", strips)
+        cache.write_text(json.dumps(rows, indent=1, default=str))
+    cache.write_text(json.dumps(rows, indent=1, default=str))
     return rows
 
 
@@ -375,7 +393,7 @@ def main():
     parser.add_argument("--model", type=pathlib.Path, default=MODEL_FILE)
     parser.add_argument("--n-probe", type=int, default=8)
     parser.add_argument("--n-val", type=int, default=24)
-    parser.add_argument("--n-test", type=int, default=48)
+    parser.add_argument("--n-test", type=int, default=32)
     parser.add_argument("--n-mass", type=int, default=8, help="test clips for the attention-mass column")
     parser.add_argument("--quick", action="store_true", help="4 / 8 / 8 clips: a smoke run")
     parser.add_argument("--out", type=pathlib.Path, default=PACK / "out" / "prompt_following")
@@ -403,7 +421,11 @@ def main():
         (args.out / f"val_{args.part.replace('/', 'of')}.json").write_text(json.dumps(rows, indent=1))
     if args.stage in ("all", "test"):
         val_rows = [r for f in sorted(args.out.glob("val_*.json")) for r in json.loads(f.read_text())]
-        rows = run_test(model, args, blocks, best_setting(val_rows))
+        settings = [DEFAULTS, sweep_settings()[1]]
+        if val_rows:
+            best = best_setting(val_rows)
+            settings.append(replace(best, name=f"best on val: {best.name}"))
+        rows = run_test(model, args, blocks, settings)
         summary = {"sampling": {"steps": STEPS, "cfg": CFG, "sampler": SAMPLER, "scheduler": SCHEDULER},
                    "blocks": {str(k): v for k, v in blocks.items()}, "validation": val_rows, "test": rows}
         (args.out / "results.json").write_text(json.dumps(summary, indent=1, default=str))

@@ -1,0 +1,152 @@
+"""Outcome tests on the trained prompt-following model (benchmarks/prompt_following): what Focal
+Guidance does to the attention and to the video, not only that something changed.
+
+The model, the scenes and the sampler settings are the A/B harness's; weak and source blocks are
+the ones its Semantic Layer Probe measured on the probe split (model/probe_blocks.json).
+"""
+import json
+import pathlib
+import sys
+from contextlib import contextmanager
+
+import pytest
+import torch
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "prompt_following"))
+import harness  # noqa: E402
+import task  # noqa: E402
+
+from focal_guidance.focal_core.blocks import parse_block_list  # noqa: E402
+from focal_guidance.nodes.transfer import FocalAttentionTransfer  # noqa: E402
+
+WORKFLOWS = pathlib.Path(__file__).resolve().parents[1] / "example_workflows"
+WORKFLOW_DEPTH = {"wan": 40, "hunyuan": 60}   # blocks of the model each example workflow was written for
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.set_num_threads(1)
+    return harness.load_model()
+
+
+@pytest.fixture(scope="module")
+def blocks():
+    """The probe's blocks at kappa 1: at the default kappa 2 it finds no weak block on this model."""
+    measured = json.loads(harness.PROBE_FILE.read_text())["1.0"]
+    assert measured["weak"], "the probe found no weak block at kappa 1"
+    return {"weak": measured["weak"], "responsive": measured["responsive"]}
+
+
+def measured_blocks(blocks):
+    """Blocks keyed by kappa, as the harness's settings look them up."""
+    return {harness.DEFAULTS.kappa: blocks}
+
+
+def test_model_is_detected_as_a_wan_i2v_style_model(model):
+    diffusion = model.model.diffusion_model
+    assert type(model.model).__name__ == "WAN21"
+    assert diffusion.patch_embedding.weight.shape[1] == 36 and diffusion.num_layers == 10
+
+
+def test_keyword_mass_in_region_rises_with_beta(model, blocks):
+    scene = task.split_scenes("val", 1)[0]
+    weak = parse_block_list(blocks["weak"], 10)
+    masses = []
+    for beta in (0.0, 1.0, 4.0):
+        setting = harness.Setting(f"beta {beta}", alpha=0.0, beta=beta, gamma=0.0, end=1.0)
+        patched = harness.focal_model(model, scene, setting, measured_blocks(blocks))
+        masses.append(harness.keyword_mass(patched, scene, seed=1, weak=weak))
+    assert masses[0] < masses[1] < masses[2], masses
+
+
+def test_defaults_move_the_named_object_further_the_instructed_way(model, blocks):
+    """The node defaults on the probe's kappa-1 blocks, on the first 16 validation clips.
+    On the 32 test clips the same setting moved the object less (docs/method.md §9): this pins
+    the measured effect on these clips, it is not evidence that FG helps this model."""
+    scenes, seeds = harness.split_with_seeds("val", 16)
+    base = harness.evaluate(model, scenes, seeds, None, measured_blocks(blocks))
+    focal = harness.evaluate(model, scenes, seeds, harness.DEFAULTS, measured_blocks(blocks))
+    along_base = sum(s.along for s in base.scores) / 16
+    along_focal = sum(s.along for s in focal.scores) / 16
+    assert along_focal > along_base, (along_base, along_focal)
+
+
+def _widget_names(node):
+    """A node's widget inputs in schema order: the order of a saved workflow's widgets_values."""
+    return [i.id for i in node.define_schema().inputs
+            if i.get_io_type() in ("STRING", "FLOAT", "INT", "COMBO", "BOOLEAN")]
+
+
+def _workflow_configs():
+    """(workflow, transfer widget values, Region Anchor mode or None) for every Focal Attention Transfer."""
+    configs = []
+    for path in sorted(WORKFLOWS.glob("*.json")):
+        graph = json.loads(path.read_text())
+        nodes = {n["id"]: n for n in graph["nodes"]}
+        links = {link[0]: link for link in graph.get("links", [])}
+        for node in graph["nodes"]:
+            if node["type"] != "FocalAttentionTransfer":
+                continue
+            values = dict(zip(_widget_names(FocalAttentionTransfer), node["widgets_values"], strict=True))
+            anchor_mode = None
+            for slot in node.get("inputs", []):
+                if slot["name"] == "anchor" and slot.get("link") is not None:
+                    anchor_mode = nodes[links[slot["link"]][1]]["widgets_values"][2]
+            configs.append(pytest.param(path.stem, values, anchor_mode, id=f"{path.stem}#{node['id']}"))
+    return configs
+
+
+def _blocks_for_this_model(text, depth, measured):
+    """A workflow's block list on this 10-block model: 'auto' stays, empty (wired from a Report)
+    takes the probe's measurement, explicit lists move to the same relative depth."""
+    if text.strip() in ("", "auto"):
+        return text.strip() or measured
+    return ", ".join(sorted({str(min(9, b * 10 // depth)) for b in parse_block_list(text, depth)}))
+
+
+@contextmanager
+def block_outputs(model, wanted):
+    """Record the outputs of the diffusion model's blocks ``wanted`` on every call."""
+    seen = {b: [] for b in wanted}
+    handles = [model.model.diffusion_model.blocks[b].register_forward_hook(
+        lambda module, args, out, b=b: seen[b].append(out.detach().clone())) for b in wanted]
+    try:
+        yield seen
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def _block_outputs_of_run(model, scene, wanted):
+    with block_outputs(model, wanted) as seen:
+        harness.generate(model, scene, seed=3)
+    return seen
+
+
+@pytest.mark.parametrize("workflow, values, anchor_mode", _workflow_configs())
+def test_every_example_workflow_configuration_changes_the_weak_blocks(model, blocks, workflow, values,
+                                                                      anchor_mode):
+    """Its transfer changes what the blocks compute, and so does its anchor on its own: a
+    configuration that silently patches nothing, or whose bias never applies, fails here.
+    All blocks are compared, since an 'auto' transfer picks its weak blocks while sampling."""
+    depth = WORKFLOW_DEPTH["hunyuan" if workflow.startswith("hunyuan") else "wan"]
+    settings = {**values, "weak_blocks": _blocks_for_this_model(values["weak_blocks"], depth, blocks["weak"]),
+                "source_blocks": _blocks_for_this_model(values["source_blocks"], depth, blocks["responsive"])}
+    every_block = list(range(10))
+    scene = task.split_scenes("val", 1)[0]
+    anchor = harness.anchor_for(scene, anchor_mode) if anchor_mode else None
+
+    base = _block_outputs_of_run(model, scene, every_block)
+    patched = harness.node_call(FocalAttentionTransfer, model=model, anchor=anchor, **settings)[0]
+    focal = _block_outputs_of_run(patched, scene, every_block)
+    changed = _differs(base, focal)
+    assert changed, f"{workflow}: Focal Attention Transfer {settings} changed no block"
+    if anchor is not None:
+        unanchored = harness.node_call(FocalAttentionTransfer, model=model, **settings)[0]
+        without = _block_outputs_of_run(unanchored, scene, every_block)
+        anchored = _differs(without, focal)
+        assert anchored, f"{workflow}: the Region Anchor ('{anchor_mode}') never changed a block"
+
+
+def _differs(a, b):
+    return any(not torch.equal(x, y) for block in a for x, y in zip(a[block], b[block], strict=True))
