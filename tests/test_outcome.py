@@ -48,6 +48,17 @@ def test_model_is_detected_as_a_wan_i2v_style_model(model):
     assert diffusion.patch_embedding.weight.shape[1] == 36 and diffusion.num_layers == 10
 
 
+def test_training_inputs_match_what_the_host_sampler_builds(model):
+    """train.py feeds [noisy | mask | reference] itself; the sampler builds it with WAN21.concat_cond
+    from WanImageToVideo-style conditioning. A mismatch would train a model the host never runs."""
+    import train
+    scene = task.split_scenes("val", 1)[0]
+    positive, _ = harness.conditioning(model, scene)
+    noisy = torch.randn(1, task.CHANNELS, task.FRAMES, task.SIZE, task.SIZE, generator=torch.Generator().manual_seed(0))
+    host = model.model.concat_cond(noise=noisy, device=torch.device("cpu"), **positive[0][1])
+    assert torch.allclose(host, train.concat_inputs(task.reference(scene)[None]), atol=1e-5)
+
+
 def test_keyword_mass_in_region_rises_with_beta(model, blocks):
     scene = task.split_scenes("val", 1)[0]
     weak = parse_block_list(blocks["weak"], 10)
