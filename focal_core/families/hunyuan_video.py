@@ -25,7 +25,6 @@ class HunyuanVideo(Family):
         doubles, singles = info.config["depth"], info.config["depth_single_blocks"]
         self.block_keys = tuple([("double_block", i) for i in range(doubles)]
                                 + [("single_block", i) for i in range(singles)])
-        self.heads = info.config["num_heads"]
         self.patch_size = tuple(info.config["patch_size"])
 
     @classmethod

@@ -29,7 +29,6 @@ class Wan(Family):
     def __init__(self, info: ModelInfo):
         super().__init__(info)
         self.block_keys = tuple(("double_block", i) for i in range(info.config["num_layers"]))
-        self.heads = info.config["num_heads"]
         self.patch_size = tuple(info.config.get("patch_size", self.latent_patch))
         self.has_image_branch = info.config_class == "WAN21_I2V"
 
