@@ -55,6 +55,46 @@ def latent_fingerprint(latent: torch.Tensor) -> tuple:
     return tuple(latent.shape), flat[::stride].float().cpu()
 
 
+class RunRecordings:
+    """The recordings of a handler's last finished runs, newest last, found again by their latent."""
+
+    def __init__(self, empty_hint: str = "wire the probed MODEL into the sampler whose LATENT feeds this node, "
+                                          "and check the window holds a sampled step"):
+        self.runs: list[ProbeRecording] = []
+        self.empty_hint = empty_hint
+
+    def publish(self, recording: ProbeRecording, output: torch.Tensor | None):
+        """Keep a finished run's recording; a failed run (no output) or an empty one is dropped."""
+        if output is not None and recording.steps:
+            recording.fingerprint = latent_fingerprint(output)
+            self.runs = (self.runs + [recording])[-RECORDINGS_KEPT:]
+
+    def recording_for(self, latent: torch.Tensor, grid: tuple) -> ProbeRecording:
+        """The recording of the run that sampled ``latent``; else the only one of its token grid."""
+        if not self.runs:
+            raise ValueError(f"Semantic Layer Report: nothing has been recorded; {self.empty_hint}")
+        shape, values = latent_fingerprint(latent)
+        for recording in reversed(self.runs):
+            if recording.fingerprint[0] == shape and torch.equal(recording.fingerprint[1], values):
+                return recording
+        same_grid = [r for r in self.runs if tuple(r.grid) == tuple(grid)]
+        if len(same_grid) == 1:
+            return same_grid[0]
+        grids = ", ".join(str(tuple(r.grid)) for r in self.runs)
+        raise ValueError(f"Semantic Layer Report: this LATENT (token grid {tuple(grid)}) is not the output of a run "
+                         f"this probe recorded (recorded grids: {grids}); connect the LATENT of the sampler that "
+                         "uses the probed MODEL, with no node in between, or give each sampler its own probe")
+
+
+def response_columns(anchor: RegionAnchor | None, ctx: RunContext, branch: int, node_name: str):
+    """Text columns whose attention mass is a block's response: the anchor's keyword tokens, else
+    every real prompt token where the model's family places it (None when unknown: all columns)."""
+    if anchor is not None:
+        return torch.tensor(anchor.columns) + ctx.anchor_offset(anchor, branch, node_name)
+    text = ctx.text.get(branch)
+    return text.prompt_columns() if text is not None and text.real else None
+
+
 @dataclass
 class ProbeState:
     columns: torch.Tensor | None
@@ -73,7 +113,7 @@ class SemanticProbe(Handler):
     def __init__(self, settings: ProbeSettings, num_blocks: int):
         self.settings = settings
         self.num_blocks = num_blocks
-        self.recordings: list[ProbeRecording] = []   # finished runs, newest last
+        self.recordings = RunRecordings()
 
     @property
     def blocks(self) -> frozenset:
@@ -86,11 +126,7 @@ class SemanticProbe(Handler):
                              "the sampler skips it; raise cfg above 1 or probe the positive branch")
         if ctx.batch > 1:
             raise ValueError(f"{self.node_name}: batch size {ctx.batch} is not supported; set batch_size to 1")
-        text = ctx.text.get(s.branch)
-        if s.anchor is not None:
-            columns = torch.tensor(s.anchor.columns) + ctx.anchor_offset(s.anchor, s.branch, self.node_name)
-        else:
-            columns = text.prompt_columns() if text is not None and text.real else None
+        columns = response_columns(s.anchor, ctx, s.branch, self.node_name)
         window = ctx.sigma_window(s.start_percent, s.end_percent, s.window_of)
         if window is None:
             ctx.warn_empty_window(self.node_name, s.start_percent, s.end_percent, s.window_of)
@@ -100,31 +136,12 @@ class SemanticProbe(Handler):
             in_window = [i for i, sg in enumerate(ctx.sample_sigmas[:-1].tolist()) if sigma_end <= sg <= sigma_start]
             picks = torch.linspace(0, len(in_window) - 1, min(s.steps, len(in_window))).round().long().tolist()
             steps = sorted({in_window[i] for i in picks})
-        return ProbeState(columns=columns, text=text, steps=set(steps),
+        return ProbeState(columns=columns, text=ctx.text.get(s.branch), steps=set(steps),
                           recording=ProbeRecording(grid=ctx.grid, steps=steps))
 
     def end_run(self, state: ProbeState, output):
-        if output is not None and state.recording.steps:
-            state.recording.fingerprint = latent_fingerprint(output)
-            self.recordings = (self.recordings + [state.recording])[-RECORDINGS_KEPT:]
+        self.recordings.publish(state.recording, output)
         state.reset()
-
-    def recording_for(self, latent: torch.Tensor, grid: tuple) -> ProbeRecording:
-        """The recording of the run that sampled ``latent``; else the newest one of its token grid."""
-        if not self.recordings:
-            raise ValueError("Semantic Layer Report: the probe has not recorded a run; wire the probe's MODEL into "
-                             "the sampler whose LATENT feeds this node, and check the probe's window holds a step")
-        shape, values = latent_fingerprint(latent)
-        for recording in reversed(self.recordings):
-            if recording.fingerprint[0] == shape and torch.equal(recording.fingerprint[1], values):
-                return recording
-        same_grid = [r for r in self.recordings if tuple(r.grid) == tuple(grid)]
-        if len(same_grid) == 1:
-            return same_grid[0]
-        grids = ", ".join(str(tuple(r.grid)) for r in self.recordings)
-        raise ValueError(f"Semantic Layer Report: this LATENT (token grid {tuple(grid)}) is not the output of a run "
-                         f"this probe recorded (recorded grids: {grids}); connect the LATENT of the sampler that "
-                         "uses the probe's MODEL, with no node in between, or give each sampler its own probe")
 
     def _recording(self, state: ProbeState, branch, step) -> bool:
         return branch == self.settings.branch and step in state.steps

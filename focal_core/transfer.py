@@ -10,13 +10,18 @@ An anchor from Region Anchor's 'model attention (fallback)' mode has placeholder
 keyword regions are read off the source blocks' own attention to the keyword tokens on the
 reference frame as soon as every source block has recorded once (in the same step for sources
 shallower than the weak blocks, from the next step for deeper ones), and the bias applies from then.
+
+In auto mode (``focal_core.auto``) the run's first steps pick the weak and/or source blocks.
 """
 from dataclasses import dataclass, field
 
 import torch
 
+from . import auto as auto_mode
 from .anchors import RegionAnchor, attention_masks
 from .attention import TextEdit
+from .blocks import format_block_list
+from .probe import RunRecordings
 from .strategy import WINDOW_OF, Handler, RunContext, TextCall
 
 ALL_COLUMNS = slice(None)
@@ -36,10 +41,12 @@ class TransferSettings:
     per_head: bool = False
     keyword_columns_only: bool = False
     window_of: str = WINDOW_OF[0]
+    auto: auto_mode.AutoSettings | None = None   # pick weak and/or source blocks in the run
+    num_blocks: int = 0                     # the model's block count, for auto mode
 
     @property
     def uses_cache(self) -> bool:
-        return self.alpha > 0 and bool(self.source_blocks)
+        return self.alpha > 0 and (bool(self.source_blocks) or (self.auto is not None and self.auto.pick_sources))
 
     @property
     def uses_anchor(self) -> bool:
@@ -48,9 +55,13 @@ class TransferSettings:
 
 @dataclass
 class TransferState:
-    """One sampling run of one transfer: the cache, the run's anchor bias and its window."""
+    """One sampling run of one transfer: its blocks, the cache, the anchor bias and the window."""
     grid: tuple
     window: tuple | None                     # (sigma_start, sigma_end); None: no sampled step in it
+    weak: frozenset = frozenset()
+    sources: frozenset = frozenset()
+    auto: auto_mode.AutoState | None = None       # the observation of auto mode, until it has picked
+    ctx: RunContext | None = None            # to tell the user what auto mode picked
     columns: object = field(default_factory=lambda: ALL_COLUMNS)  # text columns cached and transferred
     bias: tuple | None = None                # (columns [C], bias [N, C]) of the anchor
     pending: tuple | None = None             # (placeholder anchor, text offset) awaiting refinement
@@ -71,9 +82,14 @@ class AttentionTransfer(Handler):
 
     def __init__(self, settings: TransferSettings):
         self.settings = settings
+        self.recordings = RunRecordings(   # auto mode's observations, for Semantic Layer Report
+            "Focal Attention Transfer records only in auto mode; set weak_blocks or source_blocks to 'auto'"
+            if settings.auto is None else "wire this transfer's MODEL into the sampler whose LATENT feeds this node")
 
     @property
     def blocks(self) -> frozenset:
+        if self.settings.auto is not None:
+            return frozenset(range(self.settings.num_blocks))
         return self.settings.weak_blocks | self.settings.source_blocks
 
     def start_run(self, ctx: RunContext) -> TransferState:
@@ -81,7 +97,10 @@ class AttentionTransfer(Handler):
         if ctx.batch > 1:
             raise ValueError(f"{self.node_name}: batch size {ctx.batch} is not supported (anchors and caches "
                              "are per video); set the latent batch_size to 1")
-        state = TransferState(grid=ctx.grid, window=ctx.sigma_window(s.start_percent, s.end_percent, s.window_of))
+        state = TransferState(grid=ctx.grid, window=ctx.sigma_window(s.start_percent, s.end_percent, s.window_of),
+                              weak=s.weak_blocks, sources=s.source_blocks, ctx=ctx)
+        if s.auto is not None:
+            state.auto = auto_mode.start_observing(s.auto, s.anchor, ctx, self.node_name)
         if state.window is None:
             ctx.warn_empty_window(self.node_name, s.start_percent, s.end_percent, s.window_of)
         if s.anchor is not None:
@@ -104,14 +123,24 @@ class AttentionTransfer(Handler):
         sigma_start, sigma_end = state.window
         return sigma_end <= call.sigma <= sigma_start
 
+    def end_run(self, state: TransferState, output):
+        if state.auto is not None:
+            self.recordings.publish(state.auto.recording, output)
+        state.reset()
+
     def edit_for(self, state: TransferState, call: TextCall) -> TextEdit | None:
+        if state.auto is not None:
+            if state.auto.observing(call.step):
+                return auto_mode.observe_edit(state.auto) if call.branch == 0 else None
+            if state.auto.due(call.step):
+                self._pick_blocks(state)
         if not self._active(state, call):
             return None
         s = self.settings
         edit = TextEdit(record_per_head=s.per_head)
-        if call.block in s.source_blocks and (s.alpha > 0 or state.pending is not None):
+        if call.block in state.sources and (s.alpha > 0 or state.pending is not None):
             edit.record_columns = state.columns
-        if call.block in s.weak_blocks:
+        if call.block in state.weak:
             if state.pending is not None:
                 self._refine_anchor(state)
             if state.bias is not None and (s.beta or s.gamma):
@@ -126,12 +155,14 @@ class AttentionTransfer(Handler):
     def _source_mean(self, state: TransferState, branch: int):
         """Mean of the cached source maps, computed once per cache change and shared by all weak blocks."""
         if branch not in state.source_mean:
-            cached = [state.cache[(branch, b)] for b in sorted(self.settings.source_blocks)
-                      if (branch, b) in state.cache]
+            cached = [state.cache[(branch, b)] for b in sorted(state.sources) if (branch, b) in state.cache]
             state.source_mean[branch] = sum(cached) / len(cached) if cached else None
         return state.source_mean[branch]
 
     def after(self, state: TransferState, call: TextCall, recorded):
+        if state.auto is not None and state.auto.observing(call.step):
+            auto_mode.record(state.auto, call.step, call.block, recorded)
+            return
         state.cache[(call.branch, call.block)] = recorded[0].detach()
         state.source_mean.pop(call.branch, None)
         state.cache_step[(call.branch, call.block)] = call.step
@@ -139,8 +170,8 @@ class AttentionTransfer(Handler):
     def _refine_anchor(self, state: TransferState):
         """Once every source has recorded on the positive branch, turn its keyword attention into masks."""
         s = self.settings
-        keys = [(0, b) for b in sorted(s.source_blocks)]
-        if any(k not in state.cache for k in keys):
+        keys = [(0, b) for b in sorted(state.sources)]
+        if not keys or any(k not in state.cache for k in keys):
             return
         anchor, offset = state.pending
         source = torch.stack([state.cache[k] for k in keys]).mean(0)
@@ -156,3 +187,22 @@ class AttentionTransfer(Handler):
         state.bias = refined.bias(state.grid, s.beta, s.gamma, text_offset=offset)
         state.refined_masks = refined.masks
         state.pending = None
+
+    def _pick_blocks(self, state: TransferState):
+        """Auto mode: the Report's rules on the observed steps choose the blocks for the rest of the run."""
+        s = self.settings
+        report = auto_mode.pick(s.auto, state.auto, s.num_blocks)
+        if s.auto.pick_weak:
+            state.weak = frozenset(report.weak) - state.sources
+        if s.auto.pick_sources:
+            state.sources = frozenset(report.responsive) - state.weak
+        observed = format_block_list(state.auto.observed)
+        if not state.weak:
+            state.ctx.warn(self.node_name, f"auto mode found no Semantic-Weak Layers after observing step(s) "
+                                           f"{observed} (kappa {s.auto.kappa:g}); the rest of this run is not "
+                                           "guided. Lower auto_kappa to find more, or name weak_blocks.")
+            return
+        state.ctx.inform(self.node_name, f"auto mode picked weak blocks {format_block_list(state.weak)} and "
+                                         f"source blocks {format_block_list(state.sources) or 'none'} after "
+                                         f"observing step(s) {observed}; type them into weak_blocks / "
+                                         "source_blocks to freeze them.")

@@ -25,7 +25,7 @@ def window_inputs(start=0.0, end=0.5):
 
 
 def window_of_input():
-    return io.Combo.Input("window_of", options=list(WINDOW_OF), default=WINDOW_OF[0], tooltip=(
+    return io.Combo.Input("window_of", options=list(WINDOW_OF), default=WINDOW_OF[0], optional=True, tooltip=(
         "What the window's percents count: 'whole schedule' is the model's full noise schedule; "
         "'sampled steps' is the steps this sampler runs, so each Wan2.2 expert or KSamplerAdvanced "
         "step range gets the window within its own steps."))

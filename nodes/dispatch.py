@@ -24,7 +24,7 @@ import torch
 from ..focal_core.attention import changes_output
 from ..focal_core.families import Family
 from ..focal_core.strategy import Handler, RunContext, TextCall
-from .notify import warn
+from .notify import inform, warn
 
 PLAN = "focal_guidance"            # transformer_options key of the model's FocalPlan
 RUN = "focal_guidance_run"         # key in the sampler's per-run options: the live FocalRun
@@ -104,7 +104,7 @@ def _outer_sample(executor, *args, **kwargs):
     ctx = RunContext(grid=grid, sample_sigmas=sigmas.detach().cpu(), batch=noise.shape[0], cfg=float(guider.cfg),
                      text=text, family=family,
                      percent_to_sigma=guider.model_patcher.get_model_object("model_sampling").percent_to_sigma,
-                     warn=warn)
+                     warn=warn, inform=inform)
     run, output = FocalRun(plan, ctx), None
     try:
         for handler in plan.handlers:

@@ -1,4 +1,4 @@
-"""Run-time warnings that reach the user: the log, and a toast in the browser (web/js/warnings.js).
+"""Run-time messages that reach the user: the log, and a toast in the browser (web/js/warnings.js).
 
 A node's settings are checked when it runs, but some can only be judged once the sampler has
 started (a window that holds none of the sampled steps): those warnings arrive here.
@@ -6,15 +6,23 @@ started (a window that holds none of the sampled steps): those warnings arrive h
 import logging
 
 log = logging.getLogger("FocalGuidance")
-EVENT = "focal_guidance.warning"
+EVENT = "focal_guidance.message"
 
 
 def warn(node: str, message: str) -> None:
-    log.warning("%s: %s", node, message)
+    _tell(node, message, logging.WARNING, "warn")
+
+
+def inform(node: str, message: str) -> None:
+    _tell(node, message, logging.INFO, "info")
+
+
+def _tell(node, message, level, severity):
+    log.log(level, "%s: %s", node, message)
     try:
         from server import PromptServer
     except ImportError:  # in-process use without the HTTP server
         return
     server = getattr(PromptServer, "instance", None)
     if server is not None:
-        server.send_sync(EVENT, {"node": node, "message": message})
+        server.send_sync(EVENT, {"node": node, "message": message, "severity": severity})

@@ -7,7 +7,7 @@ import torch
 from comfy_api.latest import io, ui
 
 from ..focal_core.blocks import format_block_list
-from ..focal_core.probe import METRICS, ProbeSettings, SemanticProbe, analyse
+from ..focal_core.probe import METRICS, ProbeSettings, RunRecordings, SemanticProbe, analyse
 from . import _inputs
 from ._types import Anchor, Probe
 from .dispatch import install
@@ -20,8 +20,9 @@ HEATMAP_MAX_SIDE = 48  # heatmaps sent to the canvas are pooled to at most this 
 
 @dataclass(frozen=True)
 class ProbeHandle:
-    """What flows on the PROBE wire: the recorder living in the patched model, and its layout."""
-    probe: SemanticProbe
+    """What flows on the PROBE wire: the recordings of the patched model's runs, and its layout.
+    Semantic Layer Probe and Focal Attention Transfer's auto mode both send one."""
+    recordings: RunRecordings
     layout: object
 
 
@@ -60,7 +61,7 @@ class SemanticLayerProbe(io.ComfyNode):
         probe = SemanticProbe(ProbeSettings(
             steps=steps, start_percent=start_percent, end_percent=end_percent,
             branch=min(_inputs.BRANCHES[branch]), anchor=anchor, window_of=window_of), layout.num_blocks)
-        return io.NodeOutput(install(model, layout, probe), ProbeHandle(probe, layout))
+        return io.NodeOutput(install(model, layout, probe), ProbeHandle(probe.recordings, layout))
 
 
 class SemanticLayerReport(io.ComfyNode):
@@ -104,7 +105,7 @@ class SemanticLayerReport(io.ComfyNode):
     def execute(cls, probe, latent, metric, kappa, top_r, exclude_ends, adjacency, frame) -> io.NodeOutput:
         _inputs.check_finite(REPORT_NODE, kappa=kappa)
         samples = latent["samples"]
-        recording = probe.probe.recording_for(samples, probe.layout.token_grid(samples.shape))
+        recording = probe.recordings.recording_for(samples, probe.layout.token_grid(samples.shape))
         bar = comfy.utils.ProgressBar(probe.layout.num_blocks)
         report = analyse(recording, probe.layout.num_blocks, metric, kappa, top_r, exclude_ends, adjacency,
                          progress=lambda done, total: bar.update_absolute(done, total))

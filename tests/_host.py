@@ -113,11 +113,12 @@ def tiny_sd15():
 
 def transfer(model, weak="2-3", sources="1, 4", alpha=0.5, beta=0.0, gamma=0.0, start=0.0, end=1.0,
              branch="positive", heads="head mean", columns="all text tokens", anchor=None,
-             window_of="whole schedule"):
-    """Focal Attention Transfer's output MODEL."""
+             window_of="whole schedule", with_report=False, **auto):
+    """Focal Attention Transfer's output MODEL (and its auto_report handle when asked)."""
     from focal_guidance.nodes.transfer import FocalAttentionTransfer
-    return FocalAttentionTransfer.execute(model, weak, sources, alpha, beta, gamma, start, end, branch,
-                                          heads, columns, window_of, anchor).args[0]
+    out = FocalAttentionTransfer.execute(model, weak, sources, alpha, beta, gamma, start, end, branch, heads,
+                                         columns, window_of, anchor=anchor, **auto).args
+    return out if with_report else out[0]
 
 
 def probe(model, steps=2, start=0.0, end=1.0, branch="positive", anchor=None, window_of="whole schedule"):

@@ -4,7 +4,6 @@ Each test here failed before the dispatcher: stacked nodes crashed or dropped ea
 fallback anchor never acted in the templates' layout, and idle settings passed without a word.
 """
 import json
-import pathlib
 
 import pytest
 import torch
@@ -17,16 +16,13 @@ from _host import probe, transfer
 from focal_guidance.focal_core.anchors import RegionAnchor
 from focal_guidance.nodes.probe import SemanticLayerReport
 
-TEMPLATES = pathlib.Path(__file__).resolve().parents[1] / "example_workflows"
-
-
 def report_json(handle, latent):
     return json.loads(SemanticLayerReport.execute(handle, {"samples": latent}, "attention", 2.0, 2, 1,
                                                   "rook", 0).args[4])
 
 
 def attention_maps(handle, step=0):
-    maps = handle.probe.recordings[-1].maps["attention"]
+    maps = handle.recordings.runs[-1].maps["attention"]
     return {block: m for (s, block), m in maps.items() if s == step}
 
 
@@ -82,29 +78,21 @@ def test_two_transfers_with_anchors_add_their_biases(tiny_models):
     assert (out - _host.sample(nearby, "wan_i2v")).abs().max() > 1e-3  # the tolerance tells 2.0 from 1.8
 
 
-def _template_transfers(name):
-    workflow = json.loads((TEMPLATES / name).read_text())
-    return [n["widgets_values"] for n in workflow["nodes"] if n["type"] == "FocalAttentionTransfer"]
-
-
 def _model_with_blocks(family, count):
     if family == "wan_i2v":
         return comfy.sd.load_diffusion_model_state_dict(tiny.wan_state_dict("i2v", 36, num_layers=count, dim=128))
     return comfy.sd.load_diffusion_model_state_dict(tiny.hunyuan_i2v_state_dict(depth=20, depth_single=count - 20))
 
 
-@pytest.mark.parametrize("family, template", [("wan_i2v", "wan2.1_i2v_480p_focal_guidance.json"),
-                                              ("hunyuan_i2v", "hunyuan_video_i2v_focal_guidance.json")])
-def test_template_fallback_anchor_applies_its_bias(family, template):
-    """The templates' layout (sources shallower than weak blocks) with a fallback anchor: the bias acts."""
-    weak, sources, alpha, beta, gamma, *_ = _template_transfers(template)[0]
-    deepest = max(int(part) for part in weak.replace("-", ",").split(","))
-    model = _model_with_blocks(family, deepest + 2)
+@pytest.mark.parametrize("family, weak, sources", [("wan_i2v", "16-23", "10-11"), ("hunyuan_i2v", "30-37", "18-19")])
+def test_fallback_anchor_with_shallower_sources_applies_its_bias(family, weak, sources):
+    """The templates' layout before auto mode (sources shallower than the weak blocks, Wan 40 and
+    HunyuanVideo 20+40 blocks) with a fallback anchor: the bias acts."""
+    model = _model_with_blocks(family, int(weak.split("-")[1]) + 2)
     placeholder = RegionAnchor(("cat", "ball"), torch.full((2, 4, 6), 0.5), ((0,), (2, 3)),
                                prompt_tokens=_host.TEXT_TOKENS)
-    cache_only = transfer(model, weak=weak, sources=sources, alpha=alpha)
-    with_anchor = transfer(model, weak=weak, sources=sources, alpha=alpha, beta=beta, gamma=gamma,
-                           anchor=placeholder)
+    cache_only = transfer(model, weak=weak, sources=sources, alpha=0.3)
+    with_anchor = transfer(model, weak=weak, sources=sources, alpha=0.3, beta=1.0, gamma=0.5, anchor=placeholder)
     assert not torch.equal(_host.sample(cache_only, family, steps=2), _host.sample(with_anchor, family, steps=2))
 
 
@@ -131,9 +119,9 @@ def test_report_reads_the_run_of_its_own_latent(tiny_models):
     assert report_json(handle, small)["grid"] == [2, 2, 3]
     assert report_json(handle, large)["grid"] == [2, 4, 6]
     other_seed = _host.sample(probed, "wan_t2v", steps=3, seed=1)
-    _, first, second = handle.probe.recordings   # same grid, two runs: each latent finds its own
-    assert handle.probe.recording_for(large, (2, 4, 6)) is first
-    assert handle.probe.recording_for(other_seed, (2, 4, 6)) is second
+    _, first, second = handle.recordings.runs   # same grid, two runs: each latent finds its own
+    assert handle.recordings.recording_for(large, (2, 4, 6)) is first
+    assert handle.recordings.recording_for(other_seed, (2, 4, 6)) is second
     with pytest.raises(ValueError, match="Semantic Layer Report: this LATENT .* is not the output of a run"):
         report_json(handle, torch.zeros_like(large))   # two runs of that grid: which one is ambiguous
 

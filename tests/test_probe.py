@@ -74,7 +74,7 @@ def test_recording_is_bit_identical_and_complete(tiny_models, family):
     patched, handle = probe(model, steps=3)
     out = _host.sample(patched, family, steps=4)
     assert torch.equal(base, out)
-    recording = handle.probe.recordings[-1]
+    recording = handle.recordings.runs[-1]
     assert recording.grid == (2, 4, 6) and len(recording.steps) == 3
     for metric in ("attention", "hidden"):
         assert len(recording.maps[metric]) == 3 * 6
@@ -107,7 +107,7 @@ def test_keyword_columns_from_anchor_change_the_measure(tiny_models):
     patched_kw, keywords = probe(model, anchor=anchor)
     _host.sample(patched_all, "wan_t2v")
     _host.sample(patched_kw, "wan_t2v")
-    all_maps, keyword_maps = (h.probe.recordings[-1].maps["attention"] for h in (all_tokens, keywords))
+    all_maps, keyword_maps = (h.recordings.runs[-1].maps["attention"] for h in (all_tokens, keywords))
     key = next(iter(all_maps))
     # mass on 2 of the 7 prompt tokens is strictly less than on all 7, token by token
     assert torch.all(keyword_maps[key] < all_maps[key])
@@ -119,7 +119,7 @@ def test_probe_errors_name_the_node_and_the_fix(tiny_models, caplog):
     with pytest.raises(ValueError, match="Semantic Layer Probe: branch 'negative' needs a negative pass"):
         _host.sample(patched, "wan_t2v", cfg=1.0)
     fresh, unused = probe(model)
-    with pytest.raises(ValueError, match="Semantic Layer Report: the probe has not recorded a run"):
+    with pytest.raises(ValueError, match="Semantic Layer Report: nothing has been recorded"):
         report(unused, _host.latent())
     out = _host.sample(fresh, "wan_t2v")
     with pytest.raises(ValueError, match="Semantic Layer Report: frame 5 does not exist"):
@@ -127,7 +127,7 @@ def test_probe_errors_name_the_node_and_the_fix(tiny_models, caplog):
     late, late_handle = probe(model, start=0.99, end=1.0)
     late_out = _host.sample(late, "wan_t2v")
     assert "Semantic Layer Probe: the window 0.99-1 (whole schedule) holds none of the 3 sampled steps" in caplog.text
-    with pytest.raises(ValueError, match="Semantic Layer Report: the probe has not recorded a run"):
+    with pytest.raises(ValueError, match="Semantic Layer Report: nothing has been recorded"):
         report(late_handle, late_out)
     with pytest.raises(ValueError, match=r"Semantic Layer Probe: SD15 \(UNetModel\) is not a supported family"):
         probe(_host.tiny_sd15())

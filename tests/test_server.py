@@ -37,7 +37,7 @@ def wan_i2v_graph(weak_blocks="2-3", source_blocks="1", alpha=0.5, end_percent=1
         "focal": {"class_type": "FocalAttentionTransfer", "inputs": {
             "model": ["unet", 0], "weak_blocks": weak_blocks, "source_blocks": source_blocks,
             "alpha": alpha, "beta": 1.0, "gamma": 0.5, "start_percent": 0.0, "end_percent": end_percent,
-            "window_of": "whole schedule", "branch": "positive", "cache_heads": "head mean",
+            "branch": "positive", "cache_heads": "head mean",
             "cache_columns": "all text tokens"}},
         "vae": {"class_type": "VAELoader", "inputs": {"vae_name": tiny.WAN_VAE}},
         "image": {"class_type": "LoadImage", "inputs": {"image": IMAGE_NAME}},
@@ -109,7 +109,9 @@ def test_object_info_lists_pack_nodes_with_their_inputs(comfy_server):
     transfer = info["FocalAttentionTransfer"]["input"]
     assert set(transfer["required"]) >= {"model", "weak_blocks", "source_blocks", "alpha", "beta", "gamma",
                                          "start_percent", "end_percent", "branch", "cache_heads", "cache_columns"}
-    assert set(transfer["optional"]) == {"anchor"}
+    # widgets added after the first release are optional, so API prompts saved before them still run
+    assert set(transfer["optional"]) == {"anchor", "window_of", "auto_observe_steps", "auto_kappa", "auto_top_r",
+                                         "auto_exclude_ends"}
 
 
 def test_object_info_lists_standins_and_stock_models(comfy_server):
