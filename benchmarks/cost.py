@@ -53,7 +53,7 @@ def parse_args(argv=None):
     p.add_argument("--max-rounds", type=int, default=30)
     p.add_argument("--min-rounds", type=int, default=9)
     p.add_argument("--skip", default="", help="comma-separated sections to skip: wan-call, wan-block, "
-                   "hunyuan-call, hunyuan-block, step")
+                   "hunyuan-call, hunyuan-block, step, auto")
     return p.parse_args(argv)
 
 
@@ -382,6 +382,44 @@ def section_steps(bench, torch, dev, dtype, n_video):
     return results
 
 
+def section_auto_run(bench, torch, dev, dtype, n_video, steps=8):
+    """A whole run: auto mode (observe step 0, then pick and guide) against the same transfer with
+    hand-picked blocks and against the plain model. Target: auto at most 1.05x the hand-picked run."""
+    import comfy.sample
+    import comfy.sd
+    import make_tiny_models as tiny
+    from focal_guidance.focal_core.blocks import format_block_list
+    from focal_guidance.focal_core.probe import analyse
+    from focal_guidance.nodes.transfer import FocalAttentionTransfer
+    frames, h = max(1, n_video // (30 * 52)), 60
+    w = 2 * (n_video // (frames * h // 2))
+    model = comfy.sd.load_diffusion_model_state_dict(
+        {k: t.to(dtype) for k, t in tiny.wan_state_dict("t2v", 36, num_layers=8).items()}, model_options={"dtype": dtype})
+    common = (0.3, 0.0, 0.0, 0.0, 1.0, "positive", "head mean", "all text tokens", "whole schedule")
+    rules = {"auto_kappa": 0.0, "auto_exclude_ends": 1}   # kappa 0: some block is always picked
+    auto, auto_report = FocalAttentionTransfer.execute(model, "auto", "auto", *common, **rules).args
+    latent = torch.zeros(1, 16, frames, h, w)
+    noise = comfy.sample.prepare_noise(latent, 0)
+
+    def cond(seed):
+        context = torch.zeros(1, WAN_TEXT, 4096)
+        context[:, :24] = torch.randn(1, 24, 4096, generator=torch.Generator().manual_seed(seed))
+        return [[context, {}]]
+
+    def run(m):
+        return comfy.sample.sample(m, noise, steps, 5.0, "euler", "simple", cond(1), cond(2), latent, seed=0,
+                                   disable_pbar=True)
+    run(auto)   # the picks are a function of the run: read them from its recording, as the Report does
+    report = analyse(auto_report.recordings.runs[-1], 8, "attention", rules["auto_kappa"], 2,
+                     rules["auto_exclude_ends"])
+    weak, sources = format_block_list(report.weak), format_block_list(report.responsive)
+    hand = FocalAttentionTransfer.execute(model, weak, sources, *common).args[0]
+    return bench.compare(f"Whole run, Wan T2V-shaped (in_dim 36), 8 blocks, {steps} steps, cfg 5, "
+                         f"{frames * (h // 2) * (w // 2)} video tokens, {dtype}; auto picked weak {weak}, "
+                         f"sources {sources}", {"plain": lambda: run(model), "hand-picked transfer": lambda: run(hand),
+                                                "auto transfer": lambda: run(auto)}, memory=True)
+
+
 def main():
     args = parse_args()
     torch = boot(args)
@@ -409,6 +447,8 @@ def main():
         section_hunyuan_block(bench, torch, dev, dtype, hy_heads, args.hunyuan_tokens or (118800 if cuda else 3120))
     if "step" not in skip:
         section_steps(bench, torch, dev, dtype, args.step_tokens or (32760 if cuda else 1560))
+    if "auto" not in skip:
+        section_auto_run(bench, torch, dev, dtype, args.step_tokens or (32760 if cuda else 1560))
     print(f"\ntotal process CPU time {time.process_time():.0f} s")
 
 
