@@ -72,7 +72,7 @@ def test_keyword_mass_in_region_rises_with_beta(model, blocks):
 
 def test_defaults_move_the_named_object_further_the_instructed_way(model, blocks):
     """The node defaults on the probe's kappa-1 blocks, on the first 16 validation clips.
-    On the 32 test clips the same setting moved the object less (docs/method.md §9): this pins
+    On the 32 test clips the same setting moved the object less (docs/method.md §10): this pins
     the measured effect on these clips, it is not evidence that FG helps this model."""
     scenes, seeds = harness.split_with_seeds("val", 16)
     base = harness.evaluate(model, scenes, seeds, None, measured_blocks(blocks))
