@@ -26,8 +26,8 @@ class RunContext:
     text: dict            # branch (0 positive, 1 negative) -> its TextLayout, where its prompt is known
     family: object = None  # the model's Family: where a block's video and prompt tokens are
     percent_to_sigma: Callable[[float], float] = None  # the sampled model's own schedule mapping
-    warn: Callable[[str, str], None] = None    # (node name, message): log it and show it in the UI
-    inform: Callable[[str, str], None] = None  # the same, for news that is not a problem
+    warn: Callable[..., None] = None    # (node name, message, **details): log it and show it in the UI
+    inform: Callable[..., None] = None  # the same, for news that is not a problem
 
     @property
     def n_video(self) -> int:

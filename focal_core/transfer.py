@@ -80,8 +80,9 @@ class TransferState:
 class AttentionTransfer(Handler):
     node_name = "Focal Attention Transfer"
 
-    def __init__(self, settings: TransferSettings):
+    def __init__(self, settings: TransferSettings, node_id: str | None = None):
         self.settings = settings
+        self.node_id = node_id   # the graph node, so the browser can show auto mode's picks on it
         self.recordings = RunRecordings(   # auto mode's observations, for Semantic Layer Report
             "Focal Attention Transfer records only in auto mode; set weak_blocks or source_blocks to 'auto'"
             if settings.auto is None else "wire this transfer's MODEL into the sampler whose LATENT feeds this node")
@@ -202,7 +203,8 @@ class AttentionTransfer(Handler):
                                            f"{observed} (kappa {s.auto.kappa:g}); the rest of this run is not "
                                            "guided. Lower auto_kappa to find more, or name weak_blocks.")
             return
-        state.ctx.inform(self.node_name, f"auto mode picked weak blocks {format_block_list(state.weak)} and "
-                                         f"source blocks {format_block_list(state.sources) or 'none'} after "
+        weak, sources = format_block_list(state.weak), format_block_list(state.sources) or "none"
+        state.ctx.inform(self.node_name, f"auto mode picked weak blocks {weak} and source blocks {sources} after "
                                          f"observing step(s) {observed}; type them into weak_blocks / "
-                                         "source_blocks to freeze them.")
+                                         "source_blocks to freeze them.",
+                         node_id=self.node_id, auto_picks={"weak_blocks": weak, "source_blocks": sources})

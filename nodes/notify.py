@@ -9,15 +9,16 @@ log = logging.getLogger("FocalGuidance")
 EVENT = "focal_guidance.message"
 
 
-def warn(node: str, message: str) -> None:
-    _tell(node, message, logging.WARNING, "warn")
+def warn(node: str, message: str, **details) -> None:
+    _tell(node, message, logging.WARNING, "warn", details)
 
 
-def inform(node: str, message: str) -> None:
-    _tell(node, message, logging.INFO, "info")
+def inform(node: str, message: str, **details) -> None:
+    _tell(node, message, logging.INFO, "info", details)
 
 
-def _tell(node, message, level, severity):
+def _tell(node, message, level, severity, details):
+    """``details`` ride along to the browser, e.g. ``node_id`` and ``auto_picks`` for the node's own display."""
     log.log(level, "%s: %s", node, message)
     try:
         from server import PromptServer
@@ -25,4 +26,4 @@ def _tell(node, message, level, severity):
         return
     server = getattr(PromptServer, "instance", None)
     if server is not None:
-        server.send_sync(EVENT, {"node": node, "message": message, "severity": severity})
+        server.send_sync(EVENT, {"node": node, "message": message, "severity": severity, **details})

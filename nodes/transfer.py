@@ -61,6 +61,7 @@ class FocalAttentionTransfer(io.ComfyNode):
                 Anchor.Input("anchor", optional=True,
                              tooltip="Region Anchor output: keyword regions and their prompt tokens (FSG)."),
             ],
+            hidden=[io.Hidden.unique_id],   # auto mode shows its picks on this node in the browser
             outputs=[
                 io.Model.Output(tooltip="The patched model clone; the input model is not changed."),
                 Probe.Output(display_name="auto_report",
@@ -98,7 +99,7 @@ class FocalAttentionTransfer(io.ComfyNode):
             start_percent=start_percent, end_percent=end_percent, branches=_inputs.BRANCHES[branch],
             per_head=cache_heads == "per head", keyword_columns_only=cache_columns == "keyword tokens",
             window_of=window_of, auto=auto, num_blocks=layout.num_blocks)
-        handler = AttentionTransfer(settings)
+        handler = AttentionTransfer(settings, node_id=getattr(cls.hidden, "unique_id", None))
         report = ProbeHandle(handler.recordings, layout)
         idle = _idle_settings(settings)
         if idle:

@@ -230,3 +230,40 @@ def test_probe_report_canvas_draws_and_selects(page, browser_server, artifacts_d
     assert not ours, ours
     print(f"browser test: {time.monotonic() - began:.1f} s after the server started "
           f"({browser_server.startup_seconds:.1f} s startup)")
+
+
+TRANSFER = "8"
+AUTO_GRAPH = {
+    **{k: v for k, v in PROBE_GRAPH.items() if k not in ("2", REPORT)},
+    TRANSFER: {"class_type": "FocalAttentionTransfer", "inputs": {
+        "model": ["1", 0], "weak_blocks": "auto", "source_blocks": "auto", "alpha": 0.3, "beta": 1.0,
+        "gamma": 0.5, "start_percent": 0.0, "end_percent": 1.0, "branch": "positive", "cache_heads": "head mean",
+        "cache_columns": "all text tokens", "auto_kappa": 0.0, "auto_exclude_ends": 1}},
+    "6": {**PROBE_GRAPH["6"], "inputs": {**PROBE_GRAPH["6"]["inputs"], "model": [TRANSFER, 0], "steps": 3}},
+    "9": {"class_type": "SaveLatent", "inputs": {"samples": ["6", 0], "filename_prefix": "focal_auto"}},
+}
+PICKS = f"""() => {{
+    const w = {APP}.graph.getNodeById({TRANSFER})?.widgets?.find(w => w.name === "auto picks");
+    return w ? w.value : null;
+}}"""
+
+
+def test_auto_mode_shows_its_picks_on_the_transfer_node(page, browser_server, artifacts_dir):
+    _post_settings(browser_server, SETTINGS)
+    page.goto(browser_server.url + "/", wait_until="domcontentloaded")
+    page.wait_for_function(READY, timeout=90_000)
+    page.evaluate(f"async (graph) => {{ await {APP}.loadApiJson(graph, 'focal_auto_browser_test.json'); }}",
+                  AUTO_GRAPH)
+    page.wait_for_timeout(300)
+    assert page.evaluate(PICKS) is None
+    page.evaluate(QUEUE)
+    page.wait_for_function(PICKS, timeout=RUN_TIMEOUT * 1000, polling=200)
+    picks = page.evaluate(PICKS)
+    assert picks.startswith("weak ") and " | sources " in picks, picks
+    weak = picks.split("weak ")[1].split(" |")[0]
+    assert weak != "none" and all(part.strip() for part in weak.split(",")), picks   # kappa 0 always picks
+    saved = page.evaluate(f"() => {APP}.graph.getNodeById({TRANSFER}).serialize().widgets_values")
+    assert picks not in saved, "the picks display must never be saved into the workflow"
+    page.screenshot(path=str(artifacts_dir / "auto_picks.png"))
+    ours = [p for p in page.problems if "warnings" in p or "FocalGuidance" in p]
+    assert not ours, ours
