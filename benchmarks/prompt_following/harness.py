@@ -130,6 +130,7 @@ class Setting:
 
 
 DEFAULTS = Setting("node defaults")
+AUTO = Setting("auto mode (node defaults)", weak="auto", sources="auto")   # the run picks its own blocks
 
 
 def focal_model(model, scene, setting: Setting, blocks: dict):
@@ -365,10 +366,11 @@ def run_test(model, args, blocks, settings: list[Setting]) -> list[dict]:
         rows.append(outcome.summary(base))
         cache.write_text(json.dumps(rows, indent=1, default=str))
         from focal_guidance.focal_core.blocks import parse_block_list
-        weak = parse_block_list(setting.weak if setting.weak is not None else blocks[setting.kappa]["weak"],
-                                model.model.diffusion_model.num_layers)
-        rows[-1]["mass"] = mean_mass(model, scenes, seeds, setting, blocks, args.n_mass, weak)
-        rows[-1]["mass_base"] = mean_mass(model, scenes, seeds, None, blocks, args.n_mass, weak)
+        if setting.weak != "auto":   # auto mode's weak blocks differ per clip: no single block to measure
+            weak = parse_block_list(setting.weak if setting.weak is not None else blocks[setting.kappa]["weak"],
+                                    model.model.diffusion_model.num_layers)
+            rows[-1]["mass"] = mean_mass(model, scenes, seeds, setting, blocks, args.n_mass, weak)
+            rows[-1]["mass_base"] = mean_mass(model, scenes, seeds, None, blocks, args.n_mass, weak)
         strips = [(f"{scenes[i].prompt}: base {'ok' if base.scores[i].followed else 'miss'} | "
                    f"FG {'ok' if outcome.scores[i].followed else 'miss'}", base_clips[i], fg_clips[i])
                   for i in range(min(8, len(scenes)))]
@@ -421,7 +423,7 @@ def main():
         (args.out / f"val_{args.part.replace('/', 'of')}.json").write_text(json.dumps(rows, indent=1))
     if args.stage in ("all", "test"):
         val_rows = [r for f in sorted(args.out.glob("val_*.json")) for r in json.loads(f.read_text())]
-        settings = [DEFAULTS, sweep_settings()[1]]
+        settings = [DEFAULTS, sweep_settings()[1], AUTO]
         if val_rows:
             best = best_setting(val_rows)
             settings.append(replace(best, name=f"best on val: {best.name}"))
