@@ -245,17 +245,22 @@ def wan_block_at(bench, torch, dev, dtype, heads, n, calls):
         print(f"| {name} | {1 + delta / seconds:.4f} |")
 
 
+def _random_weights(block, torch, seed, dev, dtype):
+    """A host block with seeded N(0, 0.02) weights (the host's ops leave them uninitialised)."""
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for p in block.parameters():
+            p.normal_(0, 0.02)
+    return block.to(dev, dtype)
+
+
 def _wan_block(torch, dev, dtype, heads, n):
     import comfy.ops
     from comfy.ldm.wan.model import WanAttentionBlock
     dim = heads * 128
-    torch.manual_seed(2)
-    block = WanAttentionBlock("t2v_cross_attn", dim, int(dim * 13824 / 5120), heads,
-                              operation_settings={"operations": comfy.ops.manual_cast})
-    with torch.no_grad():
-        for p in block.parameters():
-            p.normal_(0, 0.02)
-    block = block.to(dev, dtype)
+    block = _random_weights(WanAttentionBlock("t2v_cross_attn", dim, int(dim * 13824 / 5120), heads,
+                                              operation_settings={"operations": comfy.ops.manual_cast}),
+                            torch, 2, dev, dtype)
     gen = torch.Generator().manual_seed(3)
     x = torch.randn(1, n, dim, generator=gen).to(dev, dtype)
     e = torch.randn(1, 6, dim, generator=gen).to(dev, dtype)
@@ -308,12 +313,8 @@ def section_hunyuan_block(bench, torch, dev, dtype, heads, n_video):
     import comfy.ops
     from comfy.ldm.flux.layers import DoubleStreamBlock
     hidden = heads * 128
-    torch.manual_seed(5)
-    block = DoubleStreamBlock(hidden, heads, mlp_ratio=4.0, qkv_bias=True, operations=comfy.ops.manual_cast)
-    with torch.no_grad():
-        for p in block.parameters():
-            p.normal_(0, 0.02)
-    block = block.to(dev, dtype)
+    block = _random_weights(DoubleStreamBlock(hidden, heads, mlp_ratio=4.0, qkv_bias=True,
+                                              operations=comfy.ops.manual_cast), torch, 5, dev, dtype)
     gen = torch.Generator().manual_seed(6)
     img = torch.randn(1, n_video, hidden, generator=gen).to(dev, dtype)
     txt = torch.randn(1, HUNYUAN_TEXT, hidden, generator=gen).to(dev, dtype)

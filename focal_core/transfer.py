@@ -104,6 +104,10 @@ class AttentionTransfer(Handler):
             state.auto = auto_mode.start_observing(s.auto, s.anchor, ctx, self.node_name)
         if state.window is None:
             ctx.warn_empty_window(self.node_name, s.start_percent, s.end_percent, s.window_of)
+        elif state.auto is not None and not self._guides_after_observing(state, ctx):
+            ctx.warn(self.node_name, f"auto mode observes the first {s.auto.observe_steps} step(s) and guides after "
+                                     "them, but the window holds no later sampled step, so nothing is guided; "
+                                     "widen the window or lower auto_observe_steps.")
         if s.anchor is not None:
             offset = ctx.anchor_offset(s.anchor, 0, self.node_name)
             try:
@@ -117,6 +121,12 @@ class AttentionTransfer(Handler):
             if s.keyword_columns_only:
                 state.columns = columns
         return state
+
+    @staticmethod
+    def _guides_after_observing(state: TransferState, ctx: RunContext) -> bool:
+        sigma_start, sigma_end = state.window
+        schedule = ctx.sample_sigmas[:-1].tolist()
+        return any(sigma_end <= sigma <= sigma_start for sigma in schedule[max(state.auto.observed) + 1:])
 
     def _active(self, state: TransferState, call: TextCall) -> bool:
         if state.window is None or call.branch not in self.settings.branches:

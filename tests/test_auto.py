@@ -69,6 +69,14 @@ def test_no_weak_layers_found_leaves_the_run_unguided_and_says_so(caplog):
     assert "auto mode found no Semantic-Weak Layers after observing step(s) 0 (kappa 10)" in caplog.text
 
 
+def test_a_window_that_ends_with_the_observation_warns(caplog):
+    """Step 0 only observes; a window holding only step 0 would guide nothing, and says so."""
+    model = synthetic_wan(1, PLANTED)
+    early = transfer(model, weak="auto", sources="auto", end=0.2, window_of="sampled steps")
+    assert torch.equal(quiet_sample(early), quiet_sample(model))
+    assert "the window holds no later sampled step, so nothing is guided" in caplog.text
+
+
 def test_named_weak_blocks_with_auto_sources(caplog):
     model = synthetic_wan(1, PLANTED)
     quiet_sample(transfer(model, weak="7", sources="auto"))
