@@ -1,6 +1,6 @@
 """Run the real ComfyUI host (``main.py --cpu``) as a subprocess and talk to its HTTP API.
 
-Used by tests/test_server.py and scripts/run_main_job.py. Standard library only, so any Python
+Used by tests/e2e/test_server.py and scripts/run_main_job.py. Standard library only, so any Python
 can import it; the server itself runs under the host's venv (``.venv/bin/python``), or, for another
 core named by FOCAL_COMFYUI, under the Python that imports this module (see VENV_PYTHON).
 

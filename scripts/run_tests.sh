@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The README's test command: set up each host (idempotent), install test-only dependencies and the
-# headless browser, then run the whole suite against each real host in turn:
+# headless browser, then run the host-free core suite (tests/core) in a venv with no host, and the
+# whole suite against each real host in turn:
 #   - ComfyUI 0.3.75 in .host with .venv, as users get it (scripts/setup_host.sh);
 #   - ComfyUI 0.12.1 in .host-0.12.1 with .venv-0.12.1, from ../shared/hosts/comfyui-0.12.1.tar.gz
 #     beside the clone. Without that file this host is skipped with a note, unless
@@ -25,6 +26,22 @@ if ! command -v chromium >/dev/null 2>&1; then
 fi
 export FOCAL_REQUIRE_BROWSER="${FOCAL_REQUIRE_BROWSER:-1}"
 
+# tests/core in .venv-core, which holds only torch, numpy, kornia and the test packages: proof that
+# focal_core imports no host. torch 2.13.0 is the CPU wheel the machine image keeps on disk (the host
+# venvs need torch 2.14.1 with torchvision instead, see setup_host.sh).
+run_core() {
+  local began=$SECONDS
+  echo "run_tests: ===== core (no host) ====="
+  [ -x .venv-core/bin/python ] || python3 -m venv .venv-core
+  .venv-core/bin/python -m pip install --quiet --disable-pip-version-check torch==2.13.0 numpy -r requirements.txt \
+    pytest esda libpysal
+  if .venv-core/bin/python -m pytest tests/core -q "${PYTEST_ARGS[@]}"; then
+    passed+=("core ($((SECONDS - began)) s)")
+  else
+    failed+=("core ($((SECONDS - began)) s)")
+  fi
+}
+
 # run_suite NAME HOST_DIR VENV [setup_host.sh args]: set up that host, then run pytest on it.
 run_suite() {
   local name="$1" host="$2" venv="$3" began=$SECONDS
@@ -39,6 +56,7 @@ run_suite() {
   fi
 }
 
+run_core
 run_suite "ComfyUI 0.3.75" .host .venv
 if [ -f "$NEWER_CORE" ]; then
   run_suite "ComfyUI 0.12.1" .host-0.12.1 .venv-0.12.1 --core "$NEWER_CORE"

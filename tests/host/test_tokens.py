@@ -10,40 +10,10 @@ import types
 
 import pytest
 import torch
-from conftest import COMFY_DIR
+from _host import host_clip, hunyuan_tokenizer, wan_tokenizer
 
 from focal_guidance.focal_core import tokens
 from focal_guidance.nodes import anchor as anchor_node
-
-TEXT_ENCODERS = COMFY_DIR / "comfy" / "text_encoders"
-
-
-def host_clip(tokenizer):
-    """A host ``comfy.sd.CLIP`` with a real tokenizer and no model (the spans need no weights)."""
-    import comfy.sd
-    clip = comfy.sd.CLIP(no_init=True)
-    clip.tokenizer, clip.tokenizer_options = tokenizer, {}
-    return clip
-
-
-def wan_tokenizer():
-    from comfy.text_encoders.wan import WanT5Tokenizer
-    spiece = (TEXT_ENCODERS / "t5_pile_tokenizer" / "tokenizer.model").read_bytes()
-    return WanT5Tokenizer(tokenizer_data={"spiece_model": spiece})
-
-
-def hunyuan_tokenizer():
-    """The host's HunyuanVideo tokenizer. transformers ≥ 5 rebuilds ``LlamaTokenizerFast`` with a
-    sentencepiece pre-tokenizer that drops every space of LLaMA-3 text (a host/transformers
-    mismatch, not ours), so the same tokenizer.json is then loaded as it is under transformers 4."""
-    from comfy.text_encoders.hunyuan_video import HunyuanVideoTokenizer
-    from transformers import PreTrainedTokenizerFast
-    tok = HunyuanVideoTokenizer()
-    inner = tok.llama.tokenizer
-    if not any(p.startswith("Ġ") for p in inner.convert_ids_to_tokens(inner("a cat")["input_ids"])):
-        tok.llama.tokenizer = PreTrainedTokenizerFast.from_pretrained(str(TEXT_ENCODERS / "llama_tokenizer"))
-    return tok
-
 
 @pytest.fixture(scope="module", params=["wan", "hunyuan"])
 def encoder(request):

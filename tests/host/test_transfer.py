@@ -8,11 +8,13 @@ import torch
 
 import comfy.model_management
 import comfy.samplers
+from comfy.ldm.modules.attention import attention_pytorch
 from comfy_extras.nodes_slg import SkipLayerGuidanceDiT
 
 import _host
 from _host import transfer
 from focal_guidance.focal_core.anchors import RegionAnchor
+from focal_guidance.focal_core.attention import TextEdit, text_cross_attention
 from focal_guidance.focal_core.transfer import AttentionTransfer, TransferSettings
 from focal_guidance.nodes.dispatch import install
 
@@ -361,3 +363,13 @@ def test_attention_fallback_needs_source_blocks(tiny_models):
     with pytest.raises(ValueError, match="Focal Attention Transfer: the anchor comes from Region Anchor's "
                                          "'model attention \\(fallback\\)' mode"):
         transfer(model, sources="", anchor=placeholder, beta=1.0)
+
+
+def test_unedited_text_attention_equals_the_hosts_kernel():
+    """The explicit path with no edit is the host's own attention (tests/core checks it against SDPA)."""
+    gen = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(1, 2, n, 16, generator=gen) for n in (37, 11, 11))
+    out, (rec,) = text_cross_attention(q, k, v, [TextEdit()])
+    host = attention_pytorch(q, k, v, 2, skip_reshape=True, skip_output_reshape=True)
+    torch.testing.assert_close(out, host, atol=1e-5, rtol=1e-5)
+    assert rec is None

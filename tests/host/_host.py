@@ -7,6 +7,8 @@ import comfy.sample
 import comfy.sd
 
 import make_tiny_models as tiny
+from comfy_host import COMFY_DIR
+from focal_guidance.nodes.probe import SemanticLayerReport
 
 FILES = {
     "wan_i2v": tiny.WAN_I2V,
@@ -125,3 +127,66 @@ def probe(model, steps=2, start=0.0, end=1.0, branch="positive", anchor=None, wi
     """Semantic Layer Probe's (MODEL, PROBE) outputs."""
     from focal_guidance.nodes.probe import SemanticLayerProbe
     return SemanticLayerProbe.execute(model, steps, start, end, branch, window_of, anchor).args
+
+
+# Real host tokenizers with no weights (the token spans need none).
+TEXT_ENCODERS = COMFY_DIR / "comfy" / "text_encoders"
+
+
+def host_clip(tokenizer):
+    """A host ``comfy.sd.CLIP`` with a real tokenizer and no model (the spans need no weights)."""
+    import comfy.sd
+    clip = comfy.sd.CLIP(no_init=True)
+    clip.tokenizer, clip.tokenizer_options = tokenizer, {}
+    return clip
+
+
+def wan_tokenizer():
+    from comfy.text_encoders.wan import WanT5Tokenizer
+    spiece = (TEXT_ENCODERS / "t5_pile_tokenizer" / "tokenizer.model").read_bytes()
+    return WanT5Tokenizer(tokenizer_data={"spiece_model": spiece})
+
+
+def hunyuan_tokenizer():
+    """The host's HunyuanVideo tokenizer. transformers ≥ 5 rebuilds ``LlamaTokenizerFast`` with a
+    sentencepiece pre-tokenizer that drops every space of LLaMA-3 text (a host/transformers
+    mismatch, not ours), so the same tokenizer.json is then loaded as it is under transformers 4."""
+    from comfy.text_encoders.hunyuan_video import HunyuanVideoTokenizer
+    from transformers import PreTrainedTokenizerFast
+    tok = HunyuanVideoTokenizer()
+    inner = tok.llama.tokenizer
+    if not any(p.startswith("Ġ") for p in inner.convert_ids_to_tokens(inner("a cat")["input_ids"])):
+        tok.llama.tokenizer = PreTrainedTokenizerFast.from_pretrained(str(TEXT_ENCODERS / "llama_tokenizer"))
+    return tok
+
+
+# A Wan with planted Semantic-Weak Layers, for the probe and auto mode.
+PLANTED = (5, 9)
+
+
+def report(handle, latent, metric="attention", kappa=2.0, top_r=2, exclude_ends=2, frame=0):
+    return SemanticLayerReport.execute(handle, {"samples": latent}, metric, kappa, top_r, exclude_ends,
+                                       "rook", frame)
+
+
+def smooth_latent(frames=2, height=16, width=24):
+    """A spatially smooth latent: with zero noise the token grid stays coherent through the blocks."""
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, height), torch.linspace(-1, 1, width), indexing="ij")
+    channels = [torch.sin(3 * xx * (c % 3 + 1) + c) * torch.cos(2 * yy * (c % 2 + 1)) for c in range(16)]
+    return torch.stack(channels)[None, :, None].repeat(1, 1, frames, 1, 1)
+
+
+def synthetic_wan(seed, planted=()):
+    """A 16-block Wan T2V whose residual updates are quiet, so text responses are spatially coherent.
+
+    In ``planted`` blocks the text key projection is zeroed: attention over the prompt becomes
+    uniform, the textbook Semantic-Weak Layer (flat response, no spatial structure).
+    """
+    sd = tiny.wan_state_dict("t2v", 16, num_layers=16, seed=seed)
+    for key in sd:
+        if any(part in key for part in (".self_attn.o.", ".ffn.2.", ".cross_attn.o.")):
+            sd[key] = sd[key] * 0.01
+    for block in planted:
+        for key in (f"blocks.{block}.cross_attn.k.weight", f"blocks.{block}.cross_attn.k.bias"):
+            sd[key] = torch.zeros_like(sd[key])
+    return comfy.sd.load_diffusion_model_state_dict(sd)

@@ -7,7 +7,7 @@ import torch
 
 import _host
 from _host import probe, transfer
-from test_probe import PLANTED, report, smooth_latent, synthetic_wan
+from _host import PLANTED, report, smooth_latent, synthetic_wan
 
 QUIET_RUN = {"steps": 4, "denoise": 0.3}  # with zero noise the synthetic model stays coherent
 

@@ -4,43 +4,9 @@ import json
 import pytest
 import torch
 
-import comfy.sd
-
 import _host
-from _host import probe
-import make_tiny_models as tiny
+from _host import PLANTED, probe, report, smooth_latent, synthetic_wan
 from focal_guidance.focal_core.anchors import RegionAnchor
-from focal_guidance.nodes.probe import SemanticLayerReport
-
-PLANTED = (5, 9)
-
-
-def report(handle, latent, metric="attention", kappa=2.0, top_r=2, exclude_ends=2, frame=0):
-    return SemanticLayerReport.execute(handle, {"samples": latent}, metric, kappa, top_r, exclude_ends,
-                                       "rook", frame)
-
-
-def smooth_latent(frames=2, height=16, width=24):
-    """A spatially smooth latent: with zero noise the token grid stays coherent through the blocks."""
-    yy, xx = torch.meshgrid(torch.linspace(-1, 1, height), torch.linspace(-1, 1, width), indexing="ij")
-    channels = [torch.sin(3 * xx * (c % 3 + 1) + c) * torch.cos(2 * yy * (c % 2 + 1)) for c in range(16)]
-    return torch.stack(channels)[None, :, None].repeat(1, 1, frames, 1, 1)
-
-
-def synthetic_wan(seed, planted=()):
-    """A 16-block Wan T2V whose residual updates are quiet, so text responses are spatially coherent.
-
-    In ``planted`` blocks the text key projection is zeroed: attention over the prompt becomes
-    uniform, the textbook Semantic-Weak Layer (flat response, no spatial structure).
-    """
-    sd = tiny.wan_state_dict("t2v", 16, num_layers=16, seed=seed)
-    for key in sd:
-        if any(part in key for part in (".self_attn.o.", ".ffn.2.", ".cross_attn.o.")):
-            sd[key] = sd[key] * 0.01
-    for block in planted:
-        for key in (f"blocks.{block}.cross_attn.k.weight", f"blocks.{block}.cross_attn.k.bias"):
-            sd[key] = torch.zeros_like(sd[key])
-    return comfy.sd.load_diffusion_model_state_dict(sd)
 
 
 def probe_synthetic(model):

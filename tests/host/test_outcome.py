@@ -12,14 +12,14 @@ from contextlib import contextmanager
 import pytest
 import torch
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "prompt_following"))
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "benchmarks" / "prompt_following"))
 import harness  # noqa: E402
 import task  # noqa: E402
 
 from focal_guidance.focal_core.blocks import parse_block_list  # noqa: E402
 from focal_guidance.nodes.transfer import FocalAttentionTransfer  # noqa: E402
 
-WORKFLOWS = pathlib.Path(__file__).resolve().parents[1] / "example_workflows"
+WORKFLOWS = pathlib.Path(__file__).resolve().parents[2] / "example_workflows"
 WORKFLOW_DEPTH = {"wan": 40, "hunyuan": 60}   # blocks of the model each example workflow was written for
 
 

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 from comfy.text_encoders.hunyuan_video import HunyuanVideo15Tokenizer
-from test_tokens import host_clip, hunyuan_tokenizer, wan_tokenizer
+from _host import host_clip, hunyuan_tokenizer, wan_tokenizer
 
 from focal_guidance.focal_core.anchors import RegionAnchor
 from focal_guidance.nodes.anchor import RegionAnchorNode

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-SCRIPT = pathlib.Path(__file__).resolve().parents[1] / "scripts" / "setup_host.sh"
+SCRIPT = pathlib.Path(__file__).resolve().parents[2] / "scripts" / "setup_host.sh"
 
 
 def run(script, *args, **env):
