@@ -19,6 +19,9 @@ tensors of the real shapes instead, deterministically from their inputs:
   Different images therefore give different, spatially structured outputs.
 - FocalStandInWordTokenizerCLIP (family) -> CLIP: a weightless host CLIP whose tokenizer matches
   FocalStandInTextEncode's words (word_tokenizer.py), for Region Anchor's ``text_encoder``.
+- FocalStandInLatentToVideo (positive, negative, start_latent, length) -> positive, negative, LATENT:
+  WanImageToVideo for a start picture that is already one latent frame (latent_to_video.py), for the
+  prompt-following test model, which has no VAE.
 
 Load it only into a test or demo host: scripts/comfy_server.py links this folder into a temporary
 custom_nodes directory named in an ``--extra-model-paths-config`` yaml.
@@ -30,6 +33,7 @@ from comfy_api.latest import ComfyExtension, io
 
 import comfy.clip_vision
 
+from .latent_to_video import FocalStandInLatentToVideo
 from .word_tokenizer import FocalStandInWordTokenizerCLIP
 
 CATEGORY = "testing/focal_standins"
@@ -139,7 +143,8 @@ class FocalStandInClipVision(io.ComfyNode):
 
 class FocalStandInExtension(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
-        return [FocalStandInTextEncode, FocalStandInClipVision, FocalStandInWordTokenizerCLIP]
+        return [FocalStandInTextEncode, FocalStandInClipVision, FocalStandInWordTokenizerCLIP,
+                FocalStandInLatentToVideo]
 
 
 async def comfy_entrypoint() -> FocalStandInExtension:
