@@ -95,6 +95,9 @@ class AttentionTransfer(Handler):
 
     def start_run(self, ctx: RunContext) -> TransferState:
         s = self.settings
+        if s.branches == frozenset({1}) and ctx.cfg == 1.0:
+            raise ValueError(f"{self.node_name}: branch 'negative' needs a negative pass, but cfg is 1 so the "
+                             "sampler skips it; raise cfg above 1 or guide the positive branch")
         if ctx.batch > 1:
             raise ValueError(f"{self.node_name}: batch size {ctx.batch} is not supported (anchors and caches "
                              "are per video); set the latent batch_size to 1")

@@ -123,10 +123,20 @@ def test_negative_branch_untouched_in_positive_mode(family_model, separate):
 
 
 def test_cfg_one_runs_positive_only(family_model):
+    """At cfg 1 the sampler skips the negative pass: with both branches asked for, the weak block is
+    edited once per step, on the positive chunk only, and the video changes."""
     family, model = family_model
     base = _host.sample(model, family, cfg=1.0)
-    out = _host.sample(transfer(model, weak="2", sources="1"), family, cfg=1.0)
+    patched, spy = spy_install(model, settings_for(model, branches=frozenset({0, 1})))
+    out = _host.sample(patched, family, cfg=1.0)
+    assert spy.edited_branches == [0, 0, 0]
     assert torch.isfinite(out).all() and not torch.equal(base, out)
+
+
+def test_negative_branch_at_cfg_one_is_refused(tiny_models):
+    model = _host.load(tiny_models, "wan_t2v")
+    with pytest.raises(ValueError, match="Focal Attention Transfer: branch 'negative' needs a negative pass"):
+        _host.sample(transfer(model, weak="2", sources="1", branch="negative"), "wan_t2v", cfg=1.0)
 
 
 class SpyTransfer(AttentionTransfer):
@@ -134,7 +144,8 @@ class SpyTransfer(AttentionTransfer):
 
     def __init__(self, settings):
         super().__init__(settings)
-        self.edited_sigmas, self.weak_maps, self.source_maps = [], [], []
+        self.edited_sigmas, self.edited_branches, self.weak_maps, self.source_maps = [], [], [], []
+        self.blended_sources = []   # per weak call: the source map it blended, or None
 
     def edit_for(self, state, call):
         edit = super().edit_for(state, call)
@@ -142,6 +153,8 @@ class SpyTransfer(AttentionTransfer):
             edit.record_columns = slice(None)  # also at alpha 0, to compare maps
             if call.block in self.settings.weak_blocks:
                 self.edited_sigmas.append(call.sigma)
+                self.edited_branches.append(call.branch)
+                self.blended_sources.append(edit.source)
         return edit
 
     def after(self, state, call, recorded):
@@ -152,9 +165,9 @@ class SpyTransfer(AttentionTransfer):
         super().after(state, call, recorded)
 
 
-def settings_for(model, weak=(2,), sources=(1,), alpha=0.5, start=0.0, end=1.0, **kw):
+def settings_for(model, weak=(2,), sources=(1,), alpha=0.5, start=0.0, end=1.0, branches=frozenset({0}), **kw):
     return TransferSettings(frozenset(weak), frozenset(sources), alpha, kw.pop("anchor", None), 0.0, 0.0,
-                            start, end, frozenset({0}), **kw)
+                            start, end, branches, **kw)
 
 
 def spy_install(model, settings):
@@ -215,9 +228,13 @@ def test_deeper_source_uses_previous_step_cache(tiny_models):
     model = _host.load(tiny_models, "wan_t2v")
     patched, spy = spy_install(model, settings_for(model, weak=(1,), sources=(4,)))
     _host.sample(patched, "wan_t2v", steps=3)
-    # step 1 has no cache yet from block 4, so only steps 2 and 3 blend; all calls are recorded
+    # block 1 runs before block 4: step 1 has no cache yet and stays unblended; steps 2 and 3 blend
+    # exactly the map block 4 recorded one step earlier
     assert len(spy.weak_maps) == 3 and len(spy.source_maps) == 3
-    rows = spy.weak_maps[0].sum(-1)
+    assert spy.blended_sources[0] is None
+    for step in (1, 2):
+        assert torch.equal(spy.blended_sources[step], spy.source_maps[step - 1])
+    rows = spy.weak_maps[1].sum(-1)
     torch.testing.assert_close(rows, torch.ones_like(rows))
 
 
