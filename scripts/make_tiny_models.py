@@ -11,6 +11,13 @@ Files take the stock workflow file names, so the example workflows load them unc
     diffusion_models/hunyuan_video_image_to_video_720p_bf16.safetensors  HunyuanVideo I2V (in_channels 33)
     diffusion_models/hunyuanvideo1.5_720p_i2v_fp16.safetensors  HunyuanVideo 1.5 I2V (SigLIP, byT5, patch 1)
     vae/wan_2.1_vae.safetensors                                  Wan2.1 VAE with a tiny base width
+    vae/wan2.2_vae.safetensors                                   Wan2.2 VAE (48-channel latent, /16) at base width 8
+    vae/hunyuanvideo15_vae_fp16.safetensors                      HunyuanVideo 1.5 VAE (32-channel latent, /16) at 1/16 width
+
+The host's loader reads the Wan2.1 VAE's width from the file but builds the Wan2.2 and HunyuanVideo 1.5
+VAEs at their full, fixed widths (0.7 and 1.3 billion parameters), so the stock VAELoader refuses these
+two narrow files; tests load them with the test-only FocalStandInVAELoader (tests/standin_nodes), which
+runs the host's own detection with the detected class narrowed to the file's width.
 
 Text encoders (umT5-XXL, LLaVA-LLaMA, Qwen2.5-VL) and CLIP vision towers have fixed configs in the host's
 loaders, so no small file can stand in for them: see README "Stand-ins".
@@ -32,6 +39,8 @@ WAN22_TI2V = "wan2.2_ti2v_5B_fp16.safetensors"
 HUNYUAN_I2V = "hunyuan_video_image_to_video_720p_bf16.safetensors"
 HUNYUAN15_I2V = "hunyuanvideo1.5_720p_i2v_fp16.safetensors"
 WAN_VAE = "wan_2.1_vae.safetensors"
+WAN22_VAE = "wan2.2_vae.safetensors"
+HUNYUAN15_VAE = "hunyuanvideo15_vae_fp16.safetensors"
 
 
 def _randomised(module, seed):
@@ -100,6 +109,28 @@ def wan_vae_state_dict(dim=8, seed=SEED):
     return _randomised(vae, seed)
 
 
+def wan22_vae_state_dict(dim=8, seed=SEED):
+    """The Wan2.2 VAE (48 latent channels, 16x spatial) with encoder and decoder base width ``dim``
+    (the host builds 160 / 256)."""
+    from comfy.ldm.wan.vae2_2 import WanVAE
+    vae = WanVAE(dim=dim, dec_dim=dim, z_dim=48, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[],
+                 temperal_downsample=[False, True, True])
+    return _randomised(vae, seed)
+
+
+def hunyuan15_vae_state_dict(narrow=16, seed=SEED):
+    """The HunyuanVideo 1.5 VAE (32 latent channels, 16x spatial, 4x temporal) with every block width
+    divided by ``narrow`` (the host builds 128 ... 1024)."""
+    from comfy.ldm.models.autoencoder import AutoencodingEngine
+    config = {"block_out_channels": [c // narrow for c in (128, 256, 512, 1024, 1024)], "in_channels": 3,
+              "out_channels": 3, "num_res_blocks": 2, "ffactor_spatial": 16, "ffactor_temporal": 4,
+              "downsample_match_channel": True, "upsample_match_channel": True, "z_channels": 32}
+    vae = AutoencodingEngine(regularizer_config={"target": "comfy.ldm.models.autoencoder.EmptyRegularizer"},
+                             encoder_config={"target": "comfy.ldm.hunyuan_video.vae_refiner.Encoder", "params": config},
+                             decoder_config={"target": "comfy.ldm.hunyuan_video.vae_refiner.Decoder", "params": config})
+    return _randomised(vae, seed)
+
+
 def write_all(out_dir: pathlib.Path) -> dict[str, pathlib.Path]:
     """Write every tiny checkpoint (skipping files already present) and return their paths."""
     import torch
@@ -113,6 +144,8 @@ def write_all(out_dir: pathlib.Path) -> dict[str, pathlib.Path]:
         f"diffusion_models/{HUNYUAN_I2V}": hunyuan_i2v_state_dict,
         f"diffusion_models/{HUNYUAN15_I2V}": hunyuan15_i2v_state_dict,
         f"vae/{WAN_VAE}": wan_vae_state_dict,
+        f"vae/{WAN22_VAE}": wan22_vae_state_dict,
+        f"vae/{HUNYUAN15_VAE}": hunyuan15_vae_state_dict,
     }
     written = {}
     for rel, make in makers.items():

@@ -9,6 +9,7 @@ tensors of the real shapes instead, deterministically from their inputs:
                    (umT5 pads to 512 and zeroes the masked rows), where n = words + 1 (end token).
     hunyuan_video: context [1, n, 4096] (the host crops the LLaMA template, no padding)
                    plus pooled_output [1, 768] (CLIP-L).
+    hunyuan_video_15: Qwen2.5-VL context [1, n, 3584] and byT5 glyph rows (hunyuan_video_15.py).
   One whitespace-separated word = one token here (the real tokenizers split words into pieces).
   A row depends on (word, position, seed), so equal words at equal positions give equal rows.
 - FocalStandInClipVision (image) -> CLIP_VISION_OUTPUT (comfy.clip_vision.Output) with
@@ -22,6 +23,10 @@ tensors of the real shapes instead, deterministically from their inputs:
 - FocalStandInLatentToVideo (positive, negative, start_latent, length) -> positive, negative, LATENT:
   WanImageToVideo for a start picture that is already one latent frame (latent_to_video.py), for the
   prompt-following test model, which has no VAE.
+- FocalStandInSigLIPVision (image) -> CLIP_VISION_OUTPUT shaped like HunyuanVideo 1.5's SigLIP
+  [B, 729, 1152] (hunyuan_video_15.py).
+- FocalStandInVAELoader (vae_name) -> VAE: the narrow Wan2.2 / HunyuanVideo 1.5 VAEs of
+  scripts/make_tiny_models.py through the host's own detection (narrow_vae.py).
 
 Load it only into a test or demo host: scripts/comfy_server.py links this folder into a temporary
 custom_nodes directory named in an ``--extra-model-paths-config`` yaml.
@@ -33,7 +38,10 @@ from comfy_api.latest import ComfyExtension, io
 
 import comfy.clip_vision
 
+from . import hunyuan_video_15
+from .hunyuan_video_15 import FocalStandInSigLIPVision
 from .latent_to_video import FocalStandInLatentToVideo
+from .narrow_vae import FocalStandInVAELoader
 from .word_tokenizer import FocalStandInWordTokenizerCLIP
 
 CATEGORY = "testing/focal_standins"
@@ -61,6 +69,8 @@ def text_tokens(text: str) -> list[str]:
 
 
 def encode_text(family: str, text: str, seed: int):
+    if family == "hunyuan_video_15":
+        return hunyuan_video_15.encode_text(text, seed)
     tokens = text_tokens(text)
     rows = torch.stack([_randn(TEXT_DIM, "token", family, seed, i, tok) for i, tok in enumerate(tokens)])
     if family == "wan":
@@ -108,10 +118,11 @@ class FocalStandInTextEncode(io.ComfyNode):
             node_id="FocalStandInTextEncode",
             display_name="Focal Stand-in Text Encode (TEST ONLY)",
             category=CATEGORY,
-            description="TEST ONLY: deterministic random conditioning shaped like umT5-XXL (Wan) or "
-                        "LLaVA-LLaMA + CLIP-L (HunyuanVideo); one token per word plus an end token.",
+            description="TEST ONLY: deterministic random conditioning shaped like umT5-XXL (Wan), "
+                        "LLaVA-LLaMA + CLIP-L (HunyuanVideo) or Qwen2.5-VL + byT5 (HunyuanVideo 1.5); "
+                        "one token per word plus the end or template tokens.",
             inputs=[
-                io.Combo.Input("family", options=["wan", "hunyuan_video"], default="wan"),
+                io.Combo.Input("family", options=["wan", "hunyuan_video", "hunyuan_video_15"], default="wan"),
                 io.String.Input("text", multiline=True, default=""),
                 io.Int.Input("seed", default=0, min=0, max=0xFFFF_FFFF_FFFF_FFFF),
             ],
@@ -144,7 +155,7 @@ class FocalStandInClipVision(io.ComfyNode):
 class FocalStandInExtension(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
         return [FocalStandInTextEncode, FocalStandInClipVision, FocalStandInWordTokenizerCLIP,
-                FocalStandInLatentToVideo]
+                FocalStandInLatentToVideo, FocalStandInSigLIPVision, FocalStandInVAELoader]
 
 
 async def comfy_entrypoint() -> FocalStandInExtension:

@@ -1,11 +1,13 @@
 """TEST-ONLY: a weightless host CLIP whose tokenizer splits words like FocalStandInTextEncode
 (one token per word, then an end token), so Region Anchor can find keyword spans that line up with
-the stand-in conditioning. No tiny umT5 or LLaMA can be loaded by the host's CLIP loaders."""
+the stand-in conditioning. No tiny umT5, LLaMA or Qwen2.5-VL can be loaded by the host's CLIP loaders."""
 from comfy_api.latest import io
 
 import comfy.sd
 
 HEADER, USER, HEADER_END, BLANK_LINE, EOT = 128006, 882, 128007, 271, 128009
+# Qwen2.5 ids of HunyuanVideo 1.5's chat template (system turn, user turn, assistant header).
+IM_START, IM_END, NEWLINE, SYSTEM, QWEN_USER, ASSISTANT = 151644, 151645, 198, 8948, 872, 77091
 
 
 def _byte_encoder():
@@ -35,6 +37,10 @@ class WordTokenizer:
         self.family = family
         if family == "wan":
             self.umt5xxl = _Vocab("umt5xxl", {0: "<pad>", 1: "</s>"})
+        elif family == "hunyuan_video_15":
+            self.qwen25_7b = _Vocab("qwen25_7b", {IM_START: "<|im_start|>", IM_END: "<|im_end|>", NEWLINE: "\u010a",
+                                                  SYSTEM: "system", QWEN_USER: "user", ASSISTANT: "assistant"})
+            self._bytes = _byte_encoder()
         else:
             self.llama = _Vocab("llama", {HEADER: "<|start_header_id|>", USER: "user", HEADER_END: "<|end_header_id|>",
                                           BLANK_LINE: "\u010a\u010a", EOT: "<|eot_id|>"})
@@ -45,6 +51,10 @@ class WordTokenizer:
         if self.family == "wan":
             return {"umt5xxl": [[(self.umt5xxl.id("\u2581" + w), 1.0) for w in words] + [(1, 1.0)]]}
         pieces = ["\u0120" + "".join(self._bytes[b] for b in w.encode("utf-8")) for w in words]
+        if self.family == "hunyuan_video_15":
+            ids = ([IM_START, SYSTEM, NEWLINE, IM_END, NEWLINE, IM_START, QWEN_USER, NEWLINE]
+                   + [self.qwen25_7b.id(p) for p in pieces] + [IM_END, NEWLINE, IM_START, ASSISTANT, NEWLINE])
+            return {"qwen25_7b": [[(i, 1.0) for i in ids]]}
         ids = [HEADER, USER, HEADER_END, BLANK_LINE] + [self.llama.id(p) for p in pieces] + [EOT]
         return {"llama": [[(i, 1.0) for i in ids]]}
 
@@ -55,7 +65,7 @@ class FocalStandInWordTokenizerCLIP(io.ComfyNode):
         return io.Schema(node_id="FocalStandInWordTokenizerCLIP",
                          display_name="Focal Stand-in Word-Tokenizer CLIP (TEST ONLY)",
                          category="testing/focal_standins",
-                         inputs=[io.Combo.Input("family", options=["wan", "hunyuan_video"])],
+                         inputs=[io.Combo.Input("family", options=["wan", "hunyuan_video", "hunyuan_video_15"])],
                          outputs=[io.Clip.Output()])
 
     @classmethod
