@@ -4,12 +4,17 @@ Returns float tensors [1, H, W, 3] in [0, 1], ComfyUI's IMAGE layout.
 """
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image, ImageColor, ImageDraw
 
-# A perceptually ordered ramp (viridis endpoints and midpoints), interpolated per value.
-_RAMP = np.array([[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]], np.float32) / 255
-WEAK, RESPONSIVE, SIM, MORAN, TREND = (220, 50, 47), (38, 139, 210), (40, 40, 40), (133, 153, 0), (160, 160, 160)
-SCORE = (108, 113, 196)
+# The report's one palette: Pillow draws the PNGs with it, and the Report node sends it to the canvas view
+# (web/js/probe_report.js) in its UI payload, so both show a block or a curve in the same colour. Each colour
+# reads on the PNG's white and on the canvas's dark background. "ramp" is viridis at five stops.
+PALETTE = {
+    "similarity": "#00acc1", "morans": "#fb8c00", "score": "#ab47bc", "trend": "#9e9e9e",
+    "weak": "#e53935", "responsive": "#1e88e5",
+    "ramp": [[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]],
+}
+_RAMP = np.array(PALETTE["ramp"], np.float32) / 255
 
 
 def colormap(values: np.ndarray) -> np.ndarray:
@@ -44,13 +49,14 @@ def curve_image(report, width=720, height=320) -> torch.Tensor:
     def y(v):
         return bottom - (bottom - top) * v
 
-    for blocks, colour in ((report.weak, WEAK), (report.responsive, RESPONSIVE)):
+    for blocks, colour in ((report.weak, PALETTE["weak"]), (report.responsive, PALETTE["responsive"])):
+        tint = tuple(c // 4 + 190 for c in ImageColor.getrgb(colour))
         for b in blocks:
-            draw.rectangle([xs[b] - 5, top, xs[b] + 5, bottom], fill=tuple(c // 4 + 190 for c in colour))
+            draw.rectangle([xs[b] - 5, top, xs[b] + 5, bottom], fill=tint)
     score_lo, score_hi = min(report.score + report.trend), max(report.score + report.trend)
     span = (score_hi - score_lo) or 1.0
-    for values, colour, scaled in ((report.trend, TREND, False), (report.score, SCORE, False),
-                                   (report.similarity, SIM, True), (report.morans, MORAN, True)):
+    for series, scaled in (("trend", False), ("score", False), ("similarity", True), ("morans", True)):
+        values, colour = getattr(report, series), PALETTE[series]
         norm = _normalise(values) if scaled else (np.asarray(values) - score_lo) / span
         draw.line([(x, y(v)) for x, v in zip(xs, norm)], fill=colour, width=2)
         for x, v in zip(xs, norm):
@@ -63,9 +69,10 @@ def curve_image(report, width=720, height=320) -> torch.Tensor:
     draw.text(((left + right) / 2 - 12, bottom + 20), "block", fill=(0, 0, 0))
     for frac in (0.0, 0.5, 1.0):   # the left axis is the score's; similarity and Moran's I are min-max scaled
         draw.line([(left - 4, y(frac)), (left, y(frac))], fill=(0, 0, 0))
-        draw.text((4, y(frac) - 6), f"{score_lo + frac * span:.3g}", fill=SCORE)
-    legend = [("similarity*", SIM), ("Moran's I*", MORAN), ("score", SCORE), ("trend", TREND), ("weak", WEAK),
-              ("responsive", RESPONSIVE), ("*scaled 0-1", (120, 120, 120))]
+        draw.text((4, y(frac) - 6), f"{score_lo + frac * span:.3g}", fill=PALETTE["score"])
+    legend = [("similarity*", PALETTE["similarity"]), ("Moran's I*", PALETTE["morans"]), ("score", PALETTE["score"]),
+              ("trend", PALETTE["trend"]), ("weak", PALETTE["weak"]), ("responsive", PALETTE["responsive"]),
+              ("*scaled 0-1", (120, 120, 120))]
     x = left
     for label, colour in legend:
         draw.rectangle([x, 8, x + 10, 18], fill=colour)

@@ -4,14 +4,14 @@ import json
 
 import comfy.utils
 import torch
-from comfy_api.latest import io, ui
+from comfy_api.latest import io
 
 from ..focal_core.blocks import format_block_list
 from ..focal_core.probe import METRICS, ProbeSettings, RunRecordings, SemanticProbe, analyse
 from . import _inputs
 from ._types import Anchor, Probe
 from .dispatch import install
-from .plots import curve_image, heatmap_grid
+from .plots import PALETTE, curve_image, heatmap_grid
 
 PROBE_NODE = "Semantic Layer Probe"
 REPORT_NODE = "Semantic Layer Report"
@@ -119,10 +119,10 @@ class SemanticLayerReport(io.ComfyNode):
         data = {**asdict(report), "family": probe.layout.variant, "grid": list(recording.grid),
                 "weak_blocks": format_block_list(report.weak),
                 "responsive_blocks": format_block_list(report.responsive)}
-        panel = {**data, "frame": frame, "heatmaps": [_pooled(m).tolist() for m in maps]}
-        previews = ui.PreviewImage(curve, cls=cls).as_dict()["images"] + ui.PreviewImage(grid, cls=cls).as_dict()["images"]
+        # The canvas view draws this panel; the PNGs are outputs to save, never previews drawn on the node.
+        panel = {**data, "frame": frame, "heatmaps": [_pooled(m).tolist() for m in maps], "palette": PALETTE}
         return io.NodeOutput(curve, grid, data["weak_blocks"], data["responsive_blocks"], json.dumps(data),
-                             ui={"images": previews, "focal_probe": [panel]})
+                             ui={"focal_probe": [panel]})
 
 
 def _block_maps(maps, steps, num_blocks, frame):

@@ -63,7 +63,12 @@ def test_report_outputs_images_sets_json_and_ui(tiny_models, family):
     assert data["weak_blocks"] == weak and data["responsive_blocks"] == responsive
     panel = out.ui["focal_probe"][0]
     assert len(panel["heatmaps"]) == 6 and len(panel["heatmaps"][0]) == 4 and len(panel["heatmaps"][0][0]) == 6
-    assert len(out.ui["images"]) == 2
+    assert "images" not in out.ui  # the PNGs are outputs to save; the node itself shows only the canvas chart
+    palette = panel["palette"]   # the canvas draws with the colours the PNG was drawn with
+    drawn = {tuple(rgb) for rgb in (curve[0] * 255).round().to(torch.uint8).reshape(-1, 3).tolist()}
+    for key in ("similarity", "morans", "score", "trend", "weak", "responsive"):
+        assert tuple(int(palette[key][i:i + 2], 16) for i in (1, 3, 5)) in drawn, key
+    assert len(palette["ramp"]) >= 2 and all(len(stop) == 3 for stop in palette["ramp"])
 
 
 def test_keyword_columns_from_anchor_change_the_measure(tiny_models):

@@ -1,24 +1,26 @@
 // Canvas view of "Semantic Layer Report" (nodes/probe.py). Python computes every number and sends it as
-// ui.focal_probe[0]; this file only draws it: per-block curves, one heatmap tile per block, and a detail
-// view of the selected block (click a block in the curve or a tile).
-import { app } from "../../scripts/app.js";
+// ui.focal_probe[0], with the report's palette (nodes/plots.py); this file only draws it: per-block curves,
+// one heatmap tile per block, and a detail view of the selected block (click a block in the curve or a tile).
+// The selected block is kept in the node's properties, so it is saved with the workflow.
+const { app } = window.comfyAPI.app;
 
 const NODE_NAME = "FocalSemanticLayerReport";
 const WIDGET_NAME = "focal_probe_view";
+const SELECTED = "selected block";  // node.properties key
 const MIN_HEIGHT = 440; // CSS px of the widget
 const FONT = "11px sans-serif";
-const COLOR = {
-    bg: "#1b1b1f", panel: "#25252b", grid: "#3a3a42", text: "#d8d8de", dim: "#8a8a96",
-    similarity: "#4dd0e1", morans: "#ffb74d", score: "#f5f5f5", trend: "#9e9e9e",
-    weak: "#e53935", responsive: "#1e88e5", selected: "#ffeb3b",
-};
-// Viridis, five stops (matplotlib's), linearly interpolated.
-const VIRIDIS = [[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]];
+// The canvas's own chrome; the data colours (series, block sets, heatmap ramp) come with the panel.
+const CHROME = { bg: "#1b1b1f", panel: "#25252b", grid: "#3a3a42", text: "#d8d8de", dim: "#8a8a96", selected: "#ffeb3b" };
 
-function viridis(t) {
-    const x = Math.min(Math.max(Number.isFinite(t) ? t : 0, 0), 1) * (VIRIDIS.length - 1);
-    const i = Math.min(Math.floor(x), VIRIDIS.length - 2), f = x - i;
-    return VIRIDIS[i].map((c, k) => Math.round(c + (VIRIDIS[i + 1][k] - c) * f));
+function rampColour(ramp, t) {
+    const x = Math.min(Math.max(Number.isFinite(t) ? t : 0, 0), 1) * (ramp.length - 1);
+    const i = Math.min(Math.floor(x), ramp.length - 2), f = x - i;
+    return ramp[i].map((c, k) => Math.round(c + (ramp[i + 1][k] - c) * f));
+}
+
+function translucent(hex, alpha) {
+    const [r, g, b] = [1, 3, 5].map(i => parseInt(hex.slice(i, i + 2), 16));
+    return `rgba(${r},${g},${b},${alpha})`;
 }
 
 function range(values) {
@@ -35,12 +37,12 @@ function status(panel, b) {
 }
 
 // A heatmap [h][w] as an offscreen canvas, min-max scaled on its own values.
-function heatmapImage(map) {
+function heatmapImage(map, ramp) {
     const h = map.length, w = h ? map[0].length : 0;
     const image = Object.assign(document.createElement("canvas"), { width: Math.max(w, 1), height: Math.max(h, 1) });
     if (!h || !w) return image;
     const values = map.flat(), [lo, hi] = range(values), pixels = new ImageData(w, h);
-    values.forEach((v, i) => pixels.data.set([...viridis(hi > lo ? (v - lo) / (hi - lo) : 0.5), 255], i * 4));
+    values.forEach((v, i) => pixels.data.set([...rampColour(ramp, hi > lo ? (v - lo) / (hi - lo) : 0.5), 255], i * 4));
     image.getContext("2d").putImageData(pixels, 0, 0);
     return image;
 }
@@ -51,7 +53,7 @@ function createView(node) {
     const canvas = document.createElement("canvas");
     canvas.style.cssText = "position:absolute;left:0;top:0;width:100%;height:100%;cursor:pointer;";
     root.appendChild(canvas);
-    const view = { node, root, canvas, panel: null, images: [], selected: -1, hits: [], frame: 0, drawnBlocks: 0 };
+    const view = { node, root, canvas, panel: null, images: [], selected: -1, hits: [], frame: 0 };
 
     view.schedule = () => {
         if (!view.frame) view.frame = requestAnimationFrame(() => { view.frame = 0; draw(view); });
@@ -59,6 +61,7 @@ function createView(node) {
     view.select = (block) => {
         if (!view.panel || !(block >= 0 && block < view.panel.similarity.length)) return false;
         view.selected = block;
+        node.properties[SELECTED] = block;
         view.schedule();
         return true;
     };
@@ -81,23 +84,15 @@ function createView(node) {
     };
     view.setPanel = (panel) => {
         view.panel = panel;
-        view.images = (panel.heatmaps || []).map(heatmapImage);
-        const n = panel.similarity.length;
-        if (!(view.selected >= 0 && view.selected < n)) view.selected = panel.weak[0] ?? panel.responsive[0] ?? 0;
+        view.images = (panel.heatmaps || []).map(map => heatmapImage(map, panel.palette.ramp));
+        const n = panel.similarity.length, saved = node.properties?.[SELECTED];
+        view.selected = saved >= 0 && saved < n ? saved : panel.weak[0] ?? panel.responsive[0] ?? 0;
         view.schedule();
-    };
-    // For tests and other extensions: what was drawn, and a way to select a block.
-    node.focalProbe = {
-        get drawnBlocks() { return view.drawnBlocks; },
-        get selected() { return view.selected; },
-        get hitboxes() { return view.hits.map(r => ({ ...r })); },
-        select: view.select,
-        canvas,
     };
     return view;
 }
 
-function text(ctx, str, x, y, color = COLOR.text, align = "left", maxWidth = undefined) {
+function text(ctx, str, x, y, color = CHROME.text, align = "left", maxWidth = undefined) {
     ctx.fillStyle = color;
     ctx.textAlign = align;
     ctx.fillText(str, x, y, maxWidth);
@@ -114,32 +109,28 @@ function draw(view) {
     }
     const ctx = canvas.getContext("2d");
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
-    ctx.fillStyle = COLOR.bg;
+    ctx.fillStyle = CHROME.bg;
     ctx.fillRect(0, 0, width, height);
     ctx.font = FONT;
     ctx.textBaseline = "middle";
     view.hits = [];
     if (!panel) {
-        text(ctx, "Queue the graph to see the per-block report.", width / 2, height / 2, COLOR.dim, "center");
-        view.drawnBlocks = 0;
+        text(ctx, "Queue the graph to see the per-block report.", width / 2, height / 2, CHROME.dim, "center");
     } else {
         const curveH = Math.round(height * 0.38);
         drawCurves(ctx, view, { x: 6, y: 4, w: width - 12, h: curveH });
         const tilesH = drawTiles(ctx, view, { x: 6, y: curveH + 10, w: width - 12, h: Math.round(height * 0.3) });
         drawDetail(ctx, view, { x: 6, y: curveH + tilesH + 16, w: width - 12, h: height - curveH - tilesH - 18 });
-        view.drawnBlocks = panel.similarity.length;
     }
-    canvas.dataset.blocks = String(view.drawnBlocks);
-    canvas.dataset.selected = String(view.selected);
 }
 
 function drawCurves(ctx, view, box) {
-    const { panel } = view;
+    const { panel } = view, colour = panel.palette;
     const n = panel.similarity.length;
-    ctx.fillStyle = COLOR.panel;
+    ctx.fillStyle = CHROME.panel;
     ctx.fillRect(box.x, box.y, box.w, box.h);
-    const legend = [["similarity", COLOR.similarity], ["Moran's I", COLOR.morans], ["score", COLOR.score],
-        ["trend", COLOR.trend], ["weak", COLOR.weak], ["responsive", COLOR.responsive]];
+    const legend = [["similarity", colour.similarity], ["Moran's I", colour.morans], ["score", colour.score],
+        ["trend", colour.trend], ["weak", colour.weak], ["responsive", colour.responsive]];
     let lx = box.x + 8;
     for (const [label, color] of legend) {
         ctx.fillStyle = color;
@@ -153,24 +144,24 @@ function drawCurves(ctx, view, box) {
     for (let b = 0; b < n; b++) {
         const kind = status(panel, b);
         if (kind) {
-            ctx.fillStyle = kind === "weak" ? "rgba(229,57,53,0.28)" : "rgba(30,136,229,0.28)";
+            ctx.fillStyle = translucent(colour[kind], 0.28);
             ctx.fillRect(plot.x + b * col, plot.y, col, plot.h);
         }
         if (b === view.selected) {
-            ctx.strokeStyle = COLOR.selected;
+            ctx.strokeStyle = CHROME.selected;
             ctx.lineWidth = 1;
             ctx.strokeRect(plot.x + b * col + 0.5, plot.y + 0.5, col - 1, plot.h - 1);
         }
         view.hits.push({ block: b, x: plot.x + b * col, y: plot.y, w: col, h: box.h - 22, area: "curve" });
     }
-    ctx.fillStyle = COLOR.grid;
+    ctx.fillStyle = CHROME.grid;
     ctx.fillRect(plot.x, plot.y + plot.h, plot.w, 1);  // x axis
     const scoreRange = range([...panel.score, ...panel.trend]);
     const series = [
-        [panel.similarity, range(panel.similarity), COLOR.similarity, []],
-        [panel.morans, range(panel.morans), COLOR.morans, []],
-        [panel.trend, scoreRange, COLOR.trend, [4, 3]],
-        [panel.score, scoreRange, COLOR.score, []],
+        [panel.similarity, range(panel.similarity), colour.similarity, []],
+        [panel.morans, range(panel.morans), colour.morans, []],
+        [panel.trend, scoreRange, colour.trend, [4, 3]],
+        [panel.score, scoreRange, colour.score, []],
     ];
     for (const [values, [lo, hi], color, dash] of series) {
         const py = (v) => plot.y + plot.h - 4 - (hi > lo ? (v - lo) / (hi - lo) : 0.5) * (plot.h - 8);
@@ -198,7 +189,7 @@ function drawCurves(ctx, view, box) {
         if (taken.some(([l, r]) => cx(b) + half > l && cx(b) - half < r)) continue;
         taken.push([cx(b) - half, cx(b) + half]);
         const kind = status(panel, b);
-        text(ctx, String(b), cx(b), plot.y + plot.h + 9, rank(b) ? (kind ? COLOR[kind] : COLOR.dim) : COLOR.selected, "center");
+        text(ctx, String(b), cx(b), plot.y + plot.h + 9, rank(b) ? (kind ? colour[kind] : CHROME.dim) : CHROME.selected, "center");
     }
 }
 
@@ -224,9 +215,9 @@ function drawTiles(ctx, view, box) {
         const x = x0 + (b % cols) * (w + gap), y = box.y + Math.floor(b / cols) * (h + labelH + gap);
         const kind = status(panel, b);
         const label = `${b}${kind === "weak" ? " W" : kind === "responsive" ? " R" : ""}`;
-        text(ctx, label, x + w / 2, y + labelH / 2, kind ? COLOR[kind] : COLOR.text, "center");
+        text(ctx, label, x + w / 2, y + labelH / 2, kind ? panel.palette[kind] : CHROME.text, "center");
         ctx.drawImage(image, x, y + labelH, w, h);
-        const outline = b === view.selected ? COLOR.selected : kind ? COLOR[kind] : null;
+        const outline = b === view.selected ? CHROME.selected : kind ? panel.palette[kind] : null;
         if (outline) {
             ctx.strokeStyle = outline;
             ctx.lineWidth = 2;
@@ -238,8 +229,8 @@ function drawTiles(ctx, view, box) {
 }
 
 function drawDetail(ctx, view, box) {
-    const { panel, images, selected: b } = view;
-    ctx.fillStyle = COLOR.panel;
+    const { panel, images, selected: b } = view, colour = panel.palette;
+    ctx.fillStyle = CHROME.panel;
     ctx.fillRect(box.x, box.y, box.w, box.h);
     const image = images[b];
     if (!image) return;
@@ -250,7 +241,8 @@ function drawDetail(ctx, view, box) {
     ctx.imageSmoothingEnabled = false;
     ctx.drawImage(image, x, y, w, h);
     const ramp = ctx.createLinearGradient(0, y + h, 0, y);
-    VIRIDIS.forEach((c, i) => ramp.addColorStop(i / (VIRIDIS.length - 1), `rgb(${c.join(",")})`));
+    const stops = panel.palette.ramp;
+    stops.forEach((c, i) => ramp.addColorStop(i / (stops.length - 1), `rgb(${c.join(",")})`));
     ctx.fillStyle = ramp;
     ctx.fillRect(x + w + 4, y, 6, h);
     const [lo, hi] = range((panel.heatmaps[b] || []).flat());
@@ -258,14 +250,14 @@ function drawDetail(ctx, view, box) {
     const grid = panel.grid || [];
     const lines = [
         [`Block ${b}` + (kind === "weak" ? " — Semantic-Weak (W)" : kind === "responsive" ? " — responsive (R)" : ""),
-            kind ? COLOR[kind] : COLOR.selected],
-        [`similarity  ${fmt(panel.similarity[b])}`, COLOR.similarity],
-        [`Moran's I  ${fmt(panel.morans[b])}`, COLOR.morans],
-        [`score  ${fmt(panel.score[b])}   trend  ${fmt(panel.trend[b])}`, COLOR.score],
-        [`map  ${fmt(lo)} … ${fmt(hi)}  (frame ${panel.frame}, grid ${grid.join("×")})`, COLOR.dim],
-        [`weak: ${panel.weak_blocks || "none"}   responsive: ${panel.responsive_blocks || "none"}`, COLOR.text],
-        [`metric ${panel.metric} · steps ${(panel.steps || []).join(", ")}`, COLOR.dim],
-        [String(panel.family ?? ""), COLOR.dim],
+            kind ? colour[kind] : CHROME.selected],
+        [`similarity  ${fmt(panel.similarity[b])}`, colour.similarity],
+        [`Moran's I  ${fmt(panel.morans[b])}`, colour.morans],
+        [`score  ${fmt(panel.score[b])}   trend  ${fmt(panel.trend[b])}`, colour.score],
+        [`map  ${fmt(lo)} … ${fmt(hi)}  (frame ${panel.frame}, grid ${grid.join("×")})`, CHROME.dim],
+        [`weak: ${panel.weak_blocks || "none"}   responsive: ${panel.responsive_blocks || "none"}`, CHROME.text],
+        [`metric ${panel.metric} · steps ${(panel.steps || []).join(", ")}`, CHROME.dim],
+        [String(panel.family ?? ""), CHROME.dim],
     ];
     const tx = x + w + 18, lineH = Math.min(17, (box.h - 8) / lines.length);
     ctx.font = "bold 12px sans-serif";
@@ -275,35 +267,30 @@ function drawDetail(ctx, view, box) {
     });
 }
 
+// Wraps one instance's callback so that what was there (the frontend's, another extension's) still runs first.
+function chain(node, name, callback) {
+    const previous = node[name];
+    node[name] = function (...args) {
+        const result = previous?.apply(this, args);
+        callback.apply(this, args);
+        return result;
+    };
+}
+
 app.registerExtension({
     name: "FocalGuidance.ProbeReport",
-    beforeRegisterNodeDef(nodeType, nodeData) {
-        if (nodeData?.name !== NODE_NAME) return;
-        const proto = nodeType.prototype;
-        const onNodeCreated = proto.onNodeCreated;
-        proto.onNodeCreated = function () {
-            const result = onNodeCreated?.apply(this, arguments);
-            const view = createView(this);
-            this.focalProbeView = view;
-            this.addDOMWidget(WIDGET_NAME, "focal_probe", view.root, {
-                serialize: false, hideOnZoom: false, getMinHeight: () => MIN_HEIGHT,
-            });
-            this.setSize([Math.max(this.size[0], 560), Math.max(this.size[1], this.computeSize()[1])]);
-            view.schedule();
-            return result;
-        };
-        const onExecuted = proto.onExecuted;
-        proto.onExecuted = function (message) {
-            const result = onExecuted?.apply(this, arguments);
+    nodeCreated(node) {
+        if (node.constructor?.comfyClass !== NODE_NAME) return;
+        const view = createView(node);
+        node.addDOMWidget(WIDGET_NAME, "focal_probe", view.root, {
+            serialize: false, hideOnZoom: false, getMinHeight: () => MIN_HEIGHT,
+        });
+        node.setSize([Math.max(node.size[0], 560), Math.max(node.size[1], node.computeSize()[1])]);
+        chain(node, "onExecuted", (message) => {
             const panel = message?.focal_probe?.[0];
-            if (panel) this.focalProbeView?.setPanel(panel);
-            return result;
-        };
-        const onRemoved = proto.onRemoved;
-        proto.onRemoved = function () {
-            this.focalProbeView?.destroy();
-            this.focalProbeView = null;
-            return onRemoved?.apply(this, arguments);
-        };
+            if (panel) view.setPanel(panel);
+        });
+        chain(node, "onRemoved", view.destroy);
+        view.schedule();
     },
 });

@@ -3,8 +3,8 @@
 // silently, and auto mode tells which blocks it picked. Auto mode's picks are also written on the
 // Focal Attention Transfer node that made them, in a read-only widget that is never saved.
 // Python composes every message; this file only shows it.
-import { app } from "../../scripts/app.js";
-import { api } from "../../scripts/api.js";
+const { app } = window.comfyAPI.app;
+const { api } = window.comfyAPI.api;
 
 const EVENT = "focal_guidance.message";
 const PICKS_WIDGET = "auto picks";
