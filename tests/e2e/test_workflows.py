@@ -1,6 +1,8 @@
-"""The shipped example workflows (example_workflows/*.json, UI format): they convert and validate against
-the real host's /object_info, run end to end through /prompt on CPU, are served as templates, and
-round-trip through the real frontend without losing widget values.
+"""The shipped example workflows (example_workflows/*.json, UI format): comfy-cli converts them against
+the real host's /object_info, the host's /prompt validation accepts them, they run end to end on CPU, are
+served as templates, and round-trip through the real frontend without losing widget values, whose own
+UI -> API conversion (``graphToPrompt``) equals comfy-cli's. The host's official Wan2.2 I2V template (a
+subgraph) with Focal Attention Transfer spliced in converts and runs too.
 
 What the executed variants substitute, and why (the validated files themselves are never edited):
 
@@ -10,7 +12,7 @@ What the executed variants substitute, and why (the validated files themselves a
   fixed multi-GB configs in the host's loaders, so no small file can stand in for them. For those the
   test models folder holds EMPTY placeholder files under the stock names: /object_info then lists them,
   so the widget values validate exactly as on a user's machine, but they are never loaded.
-- **Encoders** (scripts/workflow_api.substitute_standins): CLIPTextEncode and
+- **Encoders** (tests/e2e/workflow_fixture.substitute_standins): CLIPTextEncode and
   TextEncodeHunyuanVideo_ImageToVideo become the TEST-ONLY FocalStandInTextEncode (same text, or the
   same text link; family from the CLIP loader's type); CLIPVisionEncode becomes FocalStandInClipVision
   (tests/standin_nodes). The HunyuanVideo stand-in puts no LLaVA image tokens before the prompt.
@@ -27,14 +29,18 @@ What the executed variants substitute, and why (the validated files themselves a
 - **Blocks**: the templates' weak/source starting points (for 40 or 60 blocks) are out of range on the
   6-block tiny models, so they become 2-3 / 1 (Wan) and 3-4 / 1 (HunyuanVideo: 2 double + 4 single);
   in the probe workflow they come from the report, whose kappa/exclude_ends/top_r are set for 6 blocks
-  (scripts/run_main_job.TINY_REPORT).
+  (TINY_REPORT).
+- **The official Wan2.2 template** names the fp8 checkpoints and the lightx2v LoRAs: the models folder
+  links the tiny Wan2.2 experts under the fp8 names and holds LoRA files with no tensors under the
+  LoRA names, so every node of the template executes with its own widget values.
 
-The browser round trip reuses tests/test_browser.py's Chromium + Playwright helpers; it skips without
+The browser round trip reuses tests/e2e/test_browser.py's Chromium + Playwright helpers; it skips without
 Chromium unless FOCAL_REQUIRE_BROWSER is set, where it fails instead.
 """
 import copy
 import json
 import os
+import pathlib
 import re
 import shutil
 import time
@@ -43,9 +49,9 @@ import urllib.request
 import pytest
 
 import make_tiny_models as tiny
-import run_main_job
-import workflow_api as wa
-from comfy_server import PACK_DIR, PACK_NAME, ComfyServer, make_input_image
+import workflow_fixture as fixture
+from comfy_server import PACK_DIR, PACK_NAME, ComfyServer, ExecutionFailed, make_input_image
+from workflow_api import ConversionError, to_api
 
 EXAMPLES = PACK_DIR / "example_workflows"
 WORKFLOWS = ["wan2.1_i2v_480p_focal_guidance", "wan2.2_i2v_a14b_focal_guidance",
@@ -81,8 +87,17 @@ HUNYUAN_VAE = "hunyuan_video_vae_bf16.safetensors"
 PLACEHOLDERS = ["text_encoders/umt5_xxl_fp8_e4m3fn_scaled.safetensors", "text_encoders/clip_l.safetensors",
                 "text_encoders/llava_llama3_fp8_scaled.safetensors", "clip_vision/clip_vision_h.safetensors",
                 "clip_vision/llava_llama3_vision.safetensors", f"vae/{HUNYUAN_VAE}"]
+# What the host's official Wan2.2 template names, and the tiny file each name stands for.
+OFFICIAL_WAN22 = "03_video_wan2_2_14B_i2v_subgraphed"
+OFFICIAL_ALIASES = {"diffusion_models/wan2.2_i2v_high_noise_14B_fp8_scaled.safetensors": tiny.WAN22_HIGH,
+                    "diffusion_models/wan2.2_i2v_low_noise_14B_fp8_scaled.safetensors": tiny.WAN22_LOW}
+EMPTY_LORAS = ["loras/wan2.2_i2v_lightx2v_4steps_lora_v1_high_noise.safetensors",
+               "loras/wan2.2_i2v_lightx2v_4steps_lora_v1_low_noise.safetensors"]
 WIDTH, HEIGHT, LENGTH, STEPS = 96, 64, 9, 4
 TINY_BLOCKS = {"wan": ("2-3", "1"), "hunyuan_video": ("3-4", "1")}
+# The Report's rules for the 6-block tiny model: with the template's kappa 2 / exclude_ends 2 a random
+# model rarely has a weak block, and the transfer then (rightly) stops.
+TINY_REPORT = {"kappa": 0.0, "exclude_ends": 1, "top_r": 1}
 WORD_CLIP = "FocalStandInWordTokenizerCLIP"
 MASKED_IMAGE = "focal_guidance_start_masked.png"
 RUN_TIMEOUT = 300
@@ -97,10 +112,16 @@ def nodes_of(workflow, kind):
     return [n for n in workflow["nodes"] if n["type"] == kind]
 
 
+def start_image_name(workflow):
+    """The file the workflow's LoadImage names (the tests write their start image under it)."""
+    return next(n["widgets_values"][0] for n in workflow["nodes"] if n["type"] == "LoadImage")
+
+
 # ---- fixtures -------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def workflow_models(tiny_models, tmp_path_factory):
-    """The tiny checkpoints (linked, stock names) plus empty placeholders for the encoder files."""
+    """The tiny checkpoints (linked, stock names), empty placeholders for the encoder files, and the
+    official Wan2.2 template's file names (aliases of the tiny experts, LoRAs without tensors)."""
     root = tmp_path_factory.mktemp("workflow_models")
     for path in tiny_models.glob("*/*.safetensors"):
         (root / path.parent.name).mkdir(exist_ok=True)
@@ -108,6 +129,12 @@ def workflow_models(tiny_models, tmp_path_factory):
     for rel in PLACEHOLDERS:
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_bytes(b"")
+    for rel, name in OFFICIAL_ALIASES.items():
+        (root / rel).symlink_to(tiny_models / "diffusion_models" / name)
+    for rel in EMPTY_LORAS:
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        header = b"{}      "                                          # safetensors: no tensors
+        (root / rel).write_bytes(len(header).to_bytes(8, "little") + header)
     return root
 
 
@@ -129,8 +156,7 @@ def _masked_start_image(path):
 def workflow_server(workflow_models, tmp_path_factory, artifacts_dir):
     """Its own host: the pack, the stand-ins, the word-tokenizer CLIP; stopped by pid at the end."""
     server = ComfyServer(tmp_path_factory.mktemp("workflow_server"), models_dir=workflow_models)
-    image = run_main_job.start_image_name(load("focal_guidance_probe"))
-    make_input_image(server.input_dir / image, WIDTH, HEIGHT)
+    make_input_image(server.input_dir / start_image_name(load("focal_guidance_probe")), WIDTH, HEIGHT)
     _masked_start_image(server.input_dir / MASKED_IMAGE)
     yield from server.serve(artifacts_dir / "workflow_server.log")
 
@@ -199,53 +225,45 @@ def test_probe_report_strings_are_linked_into_transfer_widget_inputs():
         assert entry["link"] in report["outputs"][out_slot]["links"]
 
 
-# ---- conversion and validation against the real host ----------------------------------------
+# ---- conversion (comfy-cli) and the host's validation -----------------------------------------
 @pytest.mark.parametrize("name", WORKFLOWS)
-def test_template_converts_and_validates_against_the_host(name, object_info):
+def test_template_converts_every_executable_node(name, object_info):
     wf = load(name)
-    api, errors = wa.convert(wf, object_info)
-    assert errors == [], "\n".join(errors)
-    assert {n["class_type"] for n in api.values()} >= REQUIRED_TYPES[name] & set(object_info)
-    assert not any(n["class_type"] in ("MarkdownNote", "Note") for n in api.values())
-    executable = [n for n in wf["nodes"] if n["type"] in object_info]
-    assert set(api) == {str(n["id"]) for n in executable}
-    for node in api.values():          # every required input is given, with a legal value or a link
+    api = to_api(wf, object_info)
+    assert set(api) == {str(n["id"]) for n in wf["nodes"] if n["type"] not in ("MarkdownNote", "Note")}
+    assert {n["class_type"] for n in api.values()} >= REQUIRED_TYPES[name]
+    for nid, node in api.items():          # every required input is given, with a value or a link
         spec = object_info[node["class_type"]]
-        assert set(spec["input"].get("required", {})) <= set(node["inputs"]), node
+        assert set(spec["input"].get("required", {})) <= set(node["inputs"]), (nid, node)
+
+
+@pytest.mark.parametrize("name", WORKFLOWS)
+def test_unmodified_template_passes_the_hosts_validation(name, workflow_server, object_info):
+    """/prompt validates the whole graph before it queues it (file names, combo values, ranges, link
+    types); the run then stops at the first loader whose file is an empty placeholder."""
+    api = to_api(load(name), object_info)
+    with pytest.raises(ExecutionFailed) as failure:
+        workflow_server.run(api, timeout=RUN_TIMEOUT)
+    failed = api[failure.value.error["node_id"]]
+    placeholders = {rel.rsplit("/", 1)[1] for rel in PLACEHOLDERS}
+    assert {v for v in failed["inputs"].values() if isinstance(v, str)} & placeholders, failure.value.error
 
 
 def test_probe_api_graph_feeds_report_strings_to_the_transfer(object_info):
-    api = wa.to_api(load("focal_guidance_probe"), object_info)
+    api = to_api(load("focal_guidance_probe"), object_info)
     (report,) = [k for k, n in api.items() if n["class_type"] == "FocalSemanticLayerReport"]
     (transfer,) = [n for n in api.values() if n["class_type"] == "FocalAttentionTransfer"]
     assert transfer["inputs"]["weak_blocks"] == [report, 2]
     assert transfer["inputs"]["source_blocks"] == [report, 3]
 
 
-def test_validation_reports_readable_errors(object_info):
-    wf = copy.deepcopy(load("wan2.1_i2v_480p_focal_guidance"))
-    (transfer,) = nodes_of(wf, "FocalAttentionTransfer")
-    transfer["widgets_values"][2] = 7.5                                    # alpha max is 1
+def test_a_node_comfy_cli_cannot_convert_stops_the_conversion(object_info):
+    """comfy-cli logs such a node and leaves it out of the graph; to_api refuses instead."""
+    wf = load("wan2.1_i2v_480p_focal_guidance")
     (sampler,) = nodes_of(wf, "KSampler")
-    sampler["widgets_values"][4] = "no_such_sampler"
-    (anchor,) = nodes_of(wf, "FocalRegionAnchor")
-    image = next(i for i in anchor["inputs"] if i["name"] == "image")
-    image_link = next(link for link in wf["links"] if link[0] == image["link"])
-    unet = nodes_of(wf, "UNETLoader")[0]
-    image_link[1], image_link[2] = unet["id"], 0                           # MODEL into IMAGE
-    wf["nodes"].append({"id": 999, "type": "NoSuchNode", "pos": [0, 0], "size": [10, 10], "flags": {}, "order": 0,
-                        "mode": 0, "inputs": [], "outputs": [{"name": "X", "type": "X", "links": [9999]}],
-                        "properties": {}, "widgets_values": []})
-    errors = wa.validate(wf, object_info)
-    text = "\n".join(errors)
-    assert (f"node {transfer['id']} FocalAttentionTransfer ('Focal Attention Transfer'): "
-            "'alpha' value 7.5 is above its maximum 1") in text
-    assert "'sampler_name' value 'no_such_sampler' is not among its options" in text
-    assert f"'image' expects IMAGE but is linked to MODEL output 0 of node {unet['id']} UNETLoader" in text
-    assert "node 999 NoSuchNode: this node type is not installed on the host" in text
-    with pytest.raises(wa.WorkflowError) as raised:
-        wa.to_api(wf, object_info)
-    assert raised.value.errors == errors
+    sampler["inputs"] = 7
+    with pytest.raises(ConversionError, match=f"Failed to convert node id={sampler['id']} type=KSampler"):
+        to_api(wf, object_info)
 
 
 # ---- end to end through /prompt ---------------------------------------------------------------
@@ -255,20 +273,20 @@ def family_of(api):
 
 def executable(name, object_info, **anchor):
     """The template as an API graph with the test substitutions of the module docstring."""
-    api = wa.to_api(load(name), object_info)
+    api = to_api(load(name), object_info)
     family = family_of(api)
-    api, notes = wa.substitute_standins(api, clip_standin=WORD_CLIP)
+    api, notes = fixture.substitute_standins(api, clip_standin=WORD_CLIP)
     for node in api.values():
         kind, inputs = node["class_type"], node["inputs"]
         if kind == "FocalAttentionTransfer" and not isinstance(inputs["weak_blocks"], list):
             inputs["weak_blocks"], inputs["source_blocks"] = TINY_BLOCKS[family]
         elif kind == "FocalSemanticLayerReport":
-            inputs.update(run_main_job.TINY_REPORT)
+            inputs.update(TINY_REPORT)
         elif kind == "VAELoader" and inputs["vae_name"] == HUNYUAN_VAE:
             inputs["vae_name"] = tiny.WAN_VAE
         elif kind == "FocalRegionAnchor":
             inputs.update(anchor)
-    wa.shrink(api, width=WIDTH, height=HEIGHT, length=LENGTH, steps=STEPS)
+    fixture.shrink(api, width=WIDTH, height=HEIGHT, length=LENGTH, steps=STEPS)
     classes = {n["class_type"] for n in api.values()}
     assert not classes & {"CLIPLoader", "DualCLIPLoader", "CLIPVisionLoader", "CLIPTextEncode", "CLIPVisionEncode",
                           "TextEncodeHunyuanVideo_ImageToVideo"}, classes
@@ -368,12 +386,82 @@ def test_templates_are_served_for_browse_templates(workflow_server):
         assert thumb == (EXAMPLES / f"{name}.jpg").read_bytes()
 
 
-def test_main_job_graph_is_the_converted_probe_workflow(workflow_server, object_info):
-    graph, notes = run_main_job.main_graph(object_info, width=WIDTH, height=HEIGHT, length=5, steps=2)
-    api = wa.to_api(load("focal_guidance_probe"), object_info)
-    assert set(api) - set(graph) == {k for k, n in api.items() if n["class_type"] in ("CLIPLoader", "CLIPVisionLoader")}
-    assert graph["focal_frames"]["class_type"] == "SaveImage"
-    assert any("FocalStandInTextEncode" in note for note in notes)
+# ---- the host's official Wan2.2 I2V template: a subgraph ----------------------------------------
+def official_wan22_template():
+    """The official template from the host venv's comfyui-workflow-templates packages, or a skip."""
+    try:
+        import comfyui_workflow_templates as templates
+        path = templates.get_asset_path(OFFICIAL_WAN22, f"{OFFICIAL_WAN22}.json")
+    except (ImportError, KeyError) as err:
+        pytest.skip(f"this host's venv lacks the official template {OFFICIAL_WAN22} "
+                    f"(comfyui-workflow-templates): {err!r}")
+    workflow = json.loads(pathlib.Path(path).read_text(encoding="utf-8"))
+    assert len(workflow["definitions"]["subgraphs"]) == 1, f"{OFFICIAL_WAN22} is no longer one subgraph"
+    return workflow
+
+
+def with_focal_transfer(workflow):
+    """(workflow, ids): a copy of the shipped Wan2.2 template's Focal Attention Transfer (blocks for the
+    tiny model) spliced into the model input of each KSamplerAdvanced inside the subgraph."""
+    workflow = copy.deepcopy(workflow)
+    (subgraph,) = workflow["definitions"]["subgraphs"]
+    state = subgraph["state"]
+    (shipped, *_) = nodes_of(load("wan2.2_i2v_a14b_focal_guidance"), "FocalAttentionTransfer")
+    links = {link["id"]: link for link in subgraph["links"]}
+    added = []
+    for sampler in nodes_of(subgraph, "KSamplerAdvanced"):
+        slot = next(i for i, inp in enumerate(sampler["inputs"]) if inp["name"] == "model")
+        into_sampler = links[sampler["inputs"][slot]["link"]]
+        node_id = max(state["lastNodeId"], workflow["last_node_id"]) + 1
+        link_id = max(state["lastLinkId"], workflow["last_link_id"]) + 1
+        state["lastNodeId"] = workflow["last_node_id"] = node_id
+        state["lastLinkId"] = workflow["last_link_id"] = link_id
+        node = copy.deepcopy(shipped)
+        node.update(id=node_id, pos=[sampler["pos"][0], sampler["pos"][1] - 380], title="Focal Attention Transfer")
+        for inp in node["inputs"]:
+            inp["link"] = into_sampler["id"] if inp["name"] == "model" else None
+        for out in node["outputs"]:
+            out["links"] = [link_id] if out["name"] == "MODEL" else None
+        node["widgets_values"][:2] = TINY_BLOCKS["wan"]
+        into_sampler.update(target_id=node_id, target_slot=0)
+        subgraph["links"].append({"id": link_id, "origin_id": node_id, "origin_slot": 0, "target_id": sampler["id"],
+                                  "target_slot": slot, "type": "MODEL"})
+        sampler["inputs"][slot]["link"] = link_id
+        subgraph["nodes"].append(node)
+        added.append(node_id)
+    return workflow, added
+
+
+def test_official_wan22_subgraph_template_with_focal_transfer_converts_and_runs(workflow_server, object_info,
+                                                                               artifacts_dir):
+    official = official_wan22_template()
+    workflow, added = with_focal_transfer(official)
+    (instance,) = [n for n in workflow["nodes"] if n["type"] == workflow["definitions"]["subgraphs"][0]["id"]]
+    api = to_api(workflow, object_info)
+    transfers = {k for k, n in api.items() if n["class_type"] == "FocalAttentionTransfer"}
+    assert transfers == {f"{instance['id']}:{nid}" for nid in added}, sorted(api)
+    samplers = [n for n in api.values() if n["class_type"] == "KSamplerAdvanced"]
+    assert sorted(s["inputs"]["model"][0] for s in samplers) == sorted(transfers)
+    for nid in transfers:
+        inputs = api[nid]["inputs"]
+        assert (inputs["weak_blocks"], inputs["source_blocks"]) == TINY_BLOCKS["wan"]
+        assert api[inputs["model"][0]]["class_type"] == "ModelSamplingSD3"
+    texts = [n["inputs"]["text"] for n in api.values() if n["class_type"] == "CLIPTextEncode"]
+    assert instance["widgets_values"][0] in texts, "the prompt promoted onto the subgraph node was lost"
+
+    make_input_image(workflow_server.input_dir / start_image_name(official), WIDTH, HEIGHT)
+    outputs = {}
+    for label, graph in (("focal", api), ("official", to_api(official, object_info))):
+        graph, _ = fixture.substitute_standins(graph)
+        fixture.shrink(graph, width=WIDTH, height=HEIGHT, length=LENGTH, steps=STEPS)
+        entry = workflow_server.run(graph, timeout=RUN_TIMEOUT)
+        paths = check_outputs(workflow_server, object_info, graph, entry)
+        (save,) = [k for k, n in graph.items() if n["class_type"] == "SaveVideo"]
+        (outputs[label],) = paths[save]
+    shutil.copy(outputs["focal"], artifacts_dir / f"workflow_{OFFICIAL_WAN22}_focal{outputs['focal'].suffix}")
+    focal, plain = video_frames(outputs["focal"]), video_frames(outputs["official"])
+    assert focal.shape == plain.shape == (LENGTH, HEIGHT, WIDTH, 3), (focal.shape, plain.shape)
+    assert abs(focal.astype(int) - plain.astype(int)).max() > 0, "the spliced transfers left the video unchanged"
 
 
 # ---- the real frontend: load -> save round trip, and its own API conversion -------------------
@@ -431,6 +519,13 @@ def _essence(workflow):
     return nodes, sorted(tuple(link[:6]) for link in workflow["links"])
 
 
+def assert_same_api(theirs, ours, name):
+    assert sorted(theirs) == sorted(ours), name
+    for nid in ours:
+        assert theirs[nid]["class_type"] == ours[nid]["class_type"], f"{name} node {nid}"
+        assert theirs[nid]["inputs"] == ours[nid]["inputs"], f"{name} node {nid}"
+
+
 @pytest.mark.parametrize("name", WORKFLOWS)
 def test_frontend_round_trip_keeps_widget_values_and_matches_its_api(name, frontend, workflow_server, object_info):
     url = f"{workflow_server.url}/api/workflow_templates/{PACK_NAME}/{name}.json"
@@ -443,152 +538,26 @@ def test_frontend_round_trip_keeps_widget_values_and_matches_its_api(name, front
     assert saved_links == links
     assert _essence(result["second"]) == (saved_nodes, saved_links), "a second load -> save changed the workflow"
 
-    # The frontend's own UI -> API conversion agrees with scripts/workflow_api.py.
-    ours = wa.to_api(original, object_info)
-    theirs = result["api"]
-    assert sorted(theirs) == sorted(ours)
-    for nid in ours:
-        assert theirs[nid]["class_type"] == ours[nid]["class_type"]
-        assert theirs[nid]["inputs"] == ours[nid]["inputs"], f"{name} node {nid}"
+    # The frontend's own UI -> API conversion agrees with comfy-cli's.
+    assert_same_api(result["api"], to_api(original, object_info), name)
     ours_problems = [p for p in frontend.problems if "Focal" in p or "focal" in p]
     assert not ours_problems, ours_problems
 
 
-# ---- converter rules on small synthetic graphs (no host needed) -----------------------------
-INFO = {
-    "Loader": {"input": {"required": {"name": [["a.safetensors", "b.safetensors"]]}},
-               "input_order": {"required": ["name"]}, "output": ["MODEL"], "output_node": False},
-    "Load": {"input": {"required": {"file": [["f.png"], {"image_upload": True}]}},
-             "output": ["IMAGE", "MASK"], "output_node": False},
-    "Sampler": {"input": {"required": {"model": ["MODEL"], "seed": ["INT", {"min": 0, "max": 10}],
-                                       "pick": ["COMBO", {"options": ["x", "y"], "control_after_generate": True}],
-                                       "steps": ["INT", {"min": 1, "max": 100, "control_after_generate": False}]},
-                         "optional": {"image": ["IMAGE"], "label": ["STRING", {}], "blocks": ["STRING", {}]}},
-                "input_order": {"required": ["model", "seed", "pick", "steps"], "optional": ["image", "label", "blocks"]},
-                "output": ["LATENT", "STRING"], "output_node": False},
-    "Save": {"input": {"required": {"latent": ["LATENT"], "prefix": ["STRING", {}]}}, "output": [], "output_node": True},
-}
+TO_PROMPT = """async ([workflow, name]) => {
+    const app = %s;
+    await app.loadGraphData(workflow, true, true, name);
+    return (await app.graphToPrompt()).output;
+}"""
 
 
-def _graph(*nodes, links=()):
-    out = []
-    for nid, kind, widgets, inputs, outputs, *mode in nodes:
-        out.append({"id": nid, "type": kind, "mode": mode[0] if mode else 0, "widgets_values": widgets,
-                    "inputs": [{"name": n, "type": t, "link": link, **({"widget": {"name": n}} if w else {})}
-                               for n, t, link, w in inputs],
-                    "outputs": [{"name": t, "type": t, "links": ls} for t, ls in outputs]})
-    return {"nodes": out, "links": [list(link) for link in links]}
+def test_frontend_converts_the_subgraph_template_as_comfy_cli_does(frontend, object_info):
+    workflow, _ = with_focal_transfer(official_wan22_template())
+    theirs = frontend.evaluate(TO_PROMPT % frontend.app, [workflow, OFFICIAL_WAN22])
+    assert_same_api(theirs, to_api(workflow, object_info), OFFICIAL_WAN22)
 
 
-def _sampler_graph(sampler_mode=0, between=None):
-    """Loader(1) -> [between(5)] -> Sampler(2) -> Save(3); Load(4) image -> Sampler.image."""
-    nodes = [
-        (1, "Loader", ["b.safetensors"], [], [("MODEL", [1])]),
-        (2, "Sampler", [7, "fixed", "y", "fixed", "", 12, "label text", "0-3"],
-         [("model", "MODEL", 2 if between else 1, False), ("image", "IMAGE", 4, False)],
-         [("LATENT", [3]), ("STRING", [])], sampler_mode),
-        (3, "Save", ["out"], [("latent", "LATENT", 3, False)], []),
-        (4, "Load", ["f.png", "image"], [], [("IMAGE", [4]), ("MASK", [])]),
-    ]
-    links = [(1, 1, 0, 5 if between else 2, 0, "MODEL"), (3, 2, 0, 3, 0, "LATENT"), (4, 4, 0, 2, 1, "IMAGE")]
-    if between:
-        nodes.append((5, between, [], [("", "*", 1, False)], [("*", [2])]))
-        links.append((2, 5, 0, 2, 0, "MODEL"))
-    return _graph(*nodes, links=links)
-
-
-def test_convert_widget_layout_controls_and_uploads():
-    api, errors = wa.convert(_sampler_graph(), INFO)
-    assert errors == []
-    assert api["2"]["inputs"] == {"seed": 7, "pick": "y", "steps": 12, "label": "label text", "blocks": "0-3",
-                                  "model": ["1", 0], "image": ["4", 0]}
-    assert api["4"]["inputs"] == {"file": "f.png"}                 # the upload button's value is dropped
-    assert api["2"]["_meta"] == {"title": "Sampler"}
-    layout = [(name, extra) for name, _, _, extra in wa.widget_layout(INFO["Sampler"])]
-    assert layout == [("seed", 1), ("pick", 2), ("steps", 0), ("label", 0), ("blocks", 0)]
-
-
-def test_convert_follows_reroutes_and_bypass_and_drops_muted():
-    api, errors = wa.convert(_sampler_graph(between="Reroute"), INFO)
-    assert errors == [] and "5" not in api and api["2"]["inputs"]["model"] == ["1", 0]
-    wf = _sampler_graph()
-    wf["nodes"].append({"id": 6, "type": "Sampler", "mode": 4, "widgets_values": [0, "fixed", "x", "fixed", "", 1, "", ""],
-                        "inputs": [{"name": "model", "type": "MODEL", "link": 5}],
-                        "outputs": [{"name": "LATENT", "type": "LATENT", "links": [6]}]})
-    wf["nodes"].append({"id": 7, "type": "Save", "mode": 0, "widgets_values": ["bypassed"],
-                        "inputs": [{"name": "latent", "type": "LATENT", "link": 6}], "outputs": []})
-    wf["nodes"][0]["outputs"][0]["links"].append(5)
-    wf["links"] += [[5, 1, 0, 6, 0, "MODEL"], [6, 6, 0, 7, 0, "LATENT"]]
-    api, errors = wa.convert(wf, INFO)
-    # a bypassed node passes an input of its output's type; a MODEL is no LATENT, so nothing feeds Save 7
-    assert "6" not in api and "latent" not in api["7"]["inputs"]
-    assert errors == ["node 7 Save: required input 'latent' is not given (no link)"]
-    muted = _sampler_graph(sampler_mode=2)
-    api, errors = wa.convert(muted, INFO)
-    assert "2" not in api and errors == ["node 3 Save: required input 'latent' is not given (no link)"]
-
-
-def test_convert_bypassed_node_passes_its_input_of_the_same_type():
-    wf = _sampler_graph()
-    wf["nodes"].append({"id": 11, "type": "Pass", "mode": 4, "widgets_values": [],
-                        "inputs": [{"name": "latent", "type": "LATENT", "link": 3}],
-                        "outputs": [{"name": "LATENT", "type": "LATENT", "links": [12]}]})
-    wf["nodes"][2]["inputs"][0]["link"] = 12
-    wf["links"][1] = [3, 2, 0, 11, 0, "LATENT"]
-    wf["links"].append([12, 11, 0, 3, 0, "LATENT"])
-    info = {**INFO, "Pass": {"input": {"required": {"latent": ["LATENT"]}}, "output": ["LATENT"], "output_node": False}}
-    api, errors = wa.convert(wf, info)
-    assert errors == [] and "11" not in api and api["3"]["inputs"]["latent"] == ["2", 0]
-
-
-def test_convert_link_into_widget_input_replaces_the_widget_value():
-    wf = _sampler_graph()
-    wf["nodes"].append({"id": 8, "type": "Sampler", "mode": 0, "widgets_values": [1, "fixed", "x", "fixed", "", 3, "", ""],
-                        "inputs": [{"name": "model", "type": "MODEL", "link": 7},
-                                   {"name": "blocks", "type": "STRING", "widget": {"name": "blocks"}, "link": 8}],
-                        "outputs": [{"name": "LATENT", "type": "LATENT", "links": []}]})
-    wf["nodes"][1]["outputs"][1]["links"] = [8]
-    wf["nodes"][0]["outputs"][0]["links"].append(7)
-    wf["links"] += [[7, 1, 0, 8, 0, "MODEL"], [8, 2, 1, 8, 1, "STRING"]]
-    api, errors = wa.convert(wf, INFO)
-    assert errors == [] and api["8"]["inputs"]["blocks"] == ["2", 1] and api["8"]["inputs"]["label"] == ""
-
-
-def test_convert_reports_every_problem():
-    wf = _sampler_graph()
-    sampler = wf["nodes"][1]
-    sampler["widgets_values"] = [70, "fixed", "z", "fixed", "", 0.5, 3, "0-3"]
-    wf["nodes"][0]["widgets_values"] = ["c.safetensors"]
-    wf["links"][2][2] = 1                                           # Load's MASK into Sampler.image
-    wf["nodes"][3]["outputs"][1]["links"] = [4]
-    wf["nodes"][3]["outputs"][0]["links"] = []
-    wf["nodes"].append({"id": 9, "type": "Mystery", "mode": 0, "widgets_values": [], "inputs": [],
-                        "outputs": [{"name": "X", "type": "X", "links": [99]}]})
-    wf["nodes"].append({"id": 10, "type": "MarkdownNote", "mode": 0, "widgets_values": ["# hi"], "inputs": [],
-                        "outputs": []})
-    errors = wa.validate(wf, INFO)
-    assert ("node 1 Loader: 'name' value 'c.safetensors' is not among its options "
-            "['a.safetensors', 'b.safetensors']") in errors
-    assert "node 2 Sampler: 'seed' value 70 is above its maximum 10" in errors
-    assert "node 2 Sampler: 'pick' value 'z' is not among its options ['x', 'y']" in errors
-    assert "node 2 Sampler: 'steps' value 0.5 is not an integer" in errors
-    assert "node 2 Sampler: 'label' value 3 is not a string" in errors
-    assert "node 2 Sampler: 'image' expects IMAGE but is linked to MASK output 1 of node 4 Load" in errors
-    assert "node 9 Mystery: this node type is not installed on the host (not in /object_info)" in errors
-    assert not any("MarkdownNote" in e for e in errors)
-    short = _sampler_graph()
-    short["nodes"][1]["widgets_values"] = [7, "y"]
-    errors = wa.validate(short, INFO)
-    assert any("widgets_values has 2 values but its widgets ['seed', 'pick', 'steps', 'label', 'blocks']" in e
-               for e in errors), errors
-    assert wa.validate({"nodes": [], "links": []}, INFO) == []
-    no_output = _sampler_graph()
-    no_output["nodes"] = no_output["nodes"][:2] + no_output["nodes"][3:]
-    no_output["nodes"][1]["outputs"][0]["links"] = []
-    no_output["links"] = [link for link in no_output["links"] if link[3] != 3]
-    assert "the workflow has no output node (e.g. SaveImage, SaveVideo)" in wa.validate(no_output, INFO)
-
-
+# ---- the test fixture's own edits ------------------------------------------------------------
 def test_substitute_standins_and_shrink():
     api = {
         "1": {"class_type": "CLIPLoader", "inputs": {"clip_name": "umt5.safetensors", "type": "wan", "device": "default"}},
@@ -600,35 +569,22 @@ def test_substitute_standins_and_shrink():
         "8": {"class_type": "WanImageToVideo", "inputs": {"width": ["10", 0], "height": 480, "length": 81}},
     }
     with pytest.raises(ValueError, match="still used by"):
-        wa.substitute_standins(api)
-    out, notes = wa.substitute_standins(api, clip_standin=WORD_CLIP)
+        fixture.substitute_standins(api)
+    out, notes = fixture.substitute_standins(api, clip_standin=WORD_CLIP)
     assert out["2"]["class_type"] == "FocalStandInTextEncode" and out["2"]["inputs"]["text"] == ["9", 0]
     assert out["2"]["inputs"]["family"] == "wan"
     assert out["4"] == {"class_type": "FocalStandInClipVision", "inputs": {"image": ["5", 0]},
                         "_meta": {"title": "CLIPVisionEncode [stand-in]"}}
     assert "3" not in out and out["1"]["class_type"] == WORD_CLIP and out["1"]["inputs"] == {"family": "wan"}
     assert api["2"]["class_type"] == "CLIPTextEncode", "the input graph is not modified"
-    wa.shrink(out, width=96, height=64, length=9, steps=4)
+    fixture.shrink(out, width=96, height=64, length=9, steps=4)
     assert out["7"]["inputs"] == {"steps": 4, "start_at_step": 2, "end_at_step": 10000}
     assert out["8"]["inputs"] == {"width": ["10", 0], "height": 64, "length": 9}
     assert len(notes) == 4
-
-
-def test_command_line_converts_with_a_saved_object_info(tmp_path, capsys):
-    info = tmp_path / "info.json"
-    info.write_text(json.dumps(INFO))
-    wf = tmp_path / "wf.json"
-    wf.write_text(json.dumps(_sampler_graph()))
-    assert wa.main([str(wf), "--object-info", str(info), "-o", str(tmp_path / "api.json")]) == 0
-    assert json.loads((tmp_path / "api.json").read_text())["3"]["inputs"] == {"prefix": "out", "latent": ["2", 0]}
-    bad = _sampler_graph()
-    bad["nodes"][0]["widgets_values"] = ["nope"]
-    wf.write_text(json.dumps(bad))
-    assert wa.main([str(wf), "--object-info", str(info)]) == 1
-    assert "error: node 1 Loader: 'name' value 'nope'" in capsys.readouterr().err
 
 
 if os.environ.get("FOCAL_PRINT_WORKFLOW_API"):      # debugging aid: dump the executed API graphs
     def test_print_executable_graphs(object_info):
         for name in WORKFLOWS:
             print(name, json.dumps(executable(name, object_info)[0], indent=1))
+

@@ -1,0 +1,106 @@
+"""TEST-ONLY edits that let a converted workflow (scripts/workflow_api.to_api) run on a CPU test host.
+
+The stock text and vision encoders have fixed multi-GB configs, so ``substitute_standins`` swaps their
+encode nodes for the stand-ins of tests/standin_nodes, and ``shrink`` makes sizes and steps small.
+Never part of a user's workflow.
+
+A new workflow whose loaders or encoders are not in the swap table below: add its node types there.
+"""
+import copy
+import zlib
+
+# ---- the swap table -----------------------------------------------------------------------------
+STANDIN_TEXT = "FocalStandInTextEncode"
+STANDIN_VISION = "FocalStandInClipVision"
+TEXT_ENCODE_NODES = {"CLIPTextEncode": "text", "TextEncodeHunyuanVideo_ImageToVideo": "prompt"}  # type: text input
+VISION_ENCODE_NODES = {"CLIPVisionEncode": "image"}                                              # type: image input
+CLIP_LOADERS = {"CLIPLoader", "DualCLIPLoader"}
+VISION_LOADERS = {"CLIPVisionLoader"}
+FAMILIES = {"wan": "wan", "hunyuan_video": "hunyuan_video"}  # a CLIP loader's ``type``: the stand-in's family
+
+
+def _refs(api):
+    """{node id: [(consumer id, input name)]} for every link in an API graph."""
+    refs = {}
+    for nid, node in api.items():
+        for name, value in node["inputs"].items():
+            if isinstance(value, list) and len(value) == 2 and isinstance(value[0], str):
+                refs.setdefault(value[0], []).append((nid, name))
+    return refs
+
+
+def clip_family(api, loader_id):
+    loader = api[loader_id]
+    family = FAMILIES.get(loader["inputs"].get("type"))
+    if loader["class_type"] not in CLIP_LOADERS or family is None:
+        raise ValueError(f"node {loader_id} {loader['class_type']} type {loader['inputs'].get('type')!r}: no "
+                         f"stand-in text encoder for it (families: {sorted(FAMILIES)}); extend "
+                         "tests/e2e/workflow_fixture.py's swap table")
+    return family
+
+
+def _title(node, kind):
+    return f"{node.get('_meta', {}).get('title', kind)} [stand-in]"
+
+
+def substitute_standins(api, clip_standin=None):
+    """(new API graph, notes): text/vision encode nodes replaced by the stand-ins.
+
+    Text encoders become FocalStandInTextEncode (family from the CLIP loader's type, the same text or
+    text link, seed crc32 of the node id so positive and negative differ); vision encoders become
+    FocalStandInClipVision. A CLIP loader still used elsewhere (Region Anchor's ``text_encoder``)
+    becomes ``clip_standin`` when given, else it is an error. Loaders nobody uses any more go.
+    """
+    api = copy.deepcopy(api)
+    notes = []
+    for nid, node in list(api.items()):
+        kind = node["class_type"]
+        if kind in TEXT_ENCODE_NODES:
+            family = clip_family(api, node["inputs"]["clip"][0])
+            api[nid] = {"class_type": STANDIN_TEXT, "_meta": {"title": _title(node, kind)}, "inputs": {
+                "family": family, "text": node["inputs"].get(TEXT_ENCODE_NODES[kind], ""),
+                "seed": zlib.crc32(nid.encode()) & 0xFFFFFFFF}}
+            notes.append(f"{nid} {kind} -> {STANDIN_TEXT} ({family})")
+        elif kind in VISION_ENCODE_NODES:
+            api[nid] = {"class_type": STANDIN_VISION, "_meta": {"title": _title(node, kind)},
+                        "inputs": {"image": node["inputs"][VISION_ENCODE_NODES[kind]]}}
+            notes.append(f"{nid} {kind} -> {STANDIN_VISION}")
+    refs = _refs(api)
+    for nid, node in list(api.items()):
+        kind = node["class_type"]
+        if kind not in CLIP_LOADERS | VISION_LOADERS:
+            continue
+        users = refs.get(nid, [])
+        if not users:
+            del api[nid]
+            notes.append(f"{nid} {kind} removed (unused after substitution)")
+        elif kind in CLIP_LOADERS and clip_standin:
+            family = clip_family(api, nid)
+            api[nid] = {"class_type": clip_standin, "inputs": {"family": family}, "_meta": {"title": _title(node, kind)}}
+            notes.append(f"{nid} {kind} -> {clip_standin} ({family}) for {users}")
+        else:
+            raise ValueError(f"node {nid} {kind} is still used by {users} after substitution and has no stand-in")
+    return api, notes
+
+
+def shrink(api, width=None, height=None, length=None, steps=None):
+    """Set literal width/height/length values and sampler steps (in place; returns ``api``).
+
+    Linked sizes follow their source. KSamplerAdvanced step ranges are scaled to the new step count,
+    keeping 10000-style "to the end" values; BasicScheduler steps too.
+    """
+    sizes = {"width": width, "height": height, "length": length}
+    for node in api.values():
+        inputs = node["inputs"]
+        for name, value in sizes.items():
+            if value is not None and name in inputs and not isinstance(inputs[name], list):
+                inputs[name] = value
+        if steps is None or not isinstance(inputs.get("steps"), int):
+            continue
+        if node["class_type"] in ("KSampler", "KSamplerAdvanced", "BasicScheduler"):
+            old = inputs["steps"]
+            inputs["steps"] = steps
+            for key in ("start_at_step", "end_at_step"):
+                if isinstance(inputs.get(key), int) and inputs[key] < old:
+                    inputs[key] = round(inputs[key] * steps / old)
+    return api
