@@ -105,10 +105,16 @@ PYEOF
   rm -rf "$HOST_DIR/download"
 fi
 
-echo "setup_host: installing torch and the host's requirements into $VENV"
+# comfy-cli converts UI workflows to API graphs (scripts/workflow_api.py) for scripts/run_main_job.py,
+# which runs under this venv. It is not in requirements.txt: the pack never needs it, and installing a
+# node pack should not bring comfy-cli's dependencies into a user's ComfyUI. One pin, in requirements-test.txt.
+COMFY_CLI_PIN="$(grep -m1 -E '^comfy-cli==' "$PACK_DIR/requirements-test.txt")" \
+  || die "requirements-test.txt has no comfy-cli==VERSION line"
+
+echo "setup_host: installing torch, the host's requirements and $COMFY_CLI_PIN into $VENV"
 "$PY" -m pip install --quiet --disable-pip-version-check "${TORCH_PINS[@]}"
 "$PY" -m pip install --quiet --disable-pip-version-check "${TORCH_PINS[@]}" \
-  -r "$COMFY_DIR/requirements.txt" requests -r "$PACK_DIR/requirements.txt" \
+  -r "$COMFY_DIR/requirements.txt" requests -r "$PACK_DIR/requirements.txt" "$COMFY_CLI_PIN" \
   || die "installing the host's requirements failed"
 
 # Link this pack into the host's custom_nodes (the folder name is the pack's import name).
