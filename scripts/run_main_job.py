@@ -1,195 +1,358 @@
-"""The main job: run the pack's Semantic Layer Probe workflow (example_workflows/focal_guidance_probe.json)
-through a real ComfyUI server, on CPU.
+"""The main job: the pack's probe workflow (example_workflows/focal_guidance_probe.json) on the trained
+prompt-following test model (benchmarks/prompt_following), through a real ComfyUI server on CPU, every
+Focal Guidance node at its shipped defaults, and both passes scored exactly.
 
-Run after scripts/setup_host.sh, from the pack folder, with any Python 3.10+:
+    bash scripts/setup_host.sh && .venv/bin/python scripts/run_main_job.py [--clips 8] [--out out/main_job]
 
-    python scripts/run_main_job.py [--models out/models] [--out out/main_job]
+Run it under the host's venv: it needs torch to write the start latents and score the results.
 
-1. writes the tiny random checkpoints (scripts/make_tiny_models.py, stock file names) into --models
-   (files already there are kept);
-2. starts the host (``main.py --cpu`` under .venv) with the pack, plus the TEST-ONLY stand-in
-   text/vision encoder nodes from tests/standin_nodes, as scripts/comfy_server.py does for the tests;
-3. ``main_graph()``: converts the shipped UI-format probe workflow to API format with
-   scripts/workflow_api.py against the server's /object_info, swaps the text/vision encode nodes for
-   the stand-ins (their multi-GB loaders cannot run here), shrinks size, length and steps, sets the
-   report's thresholds for the 6-block tiny model, and adds a SaveImage for the focal pass's frames;
-4. posts it to /prompt, waits, stops the server, and checks that the report's curve and heatmaps and
-   the second (focal) pass's frames were written under --out/output; writes --out/result.json.
+1. Links the trained model into --models/diffusion_models and starts the host (``main.py --cpu``)
+   with the pack and the TEST-ONLY stand-in nodes (tests/standin_nodes), as scripts/comfy_server.py
+   does for the tests.
+2. For each of the first --clips clips of the task's held-out test split (never trained or tuned on;
+   the harness's seeds), writes the clip's start picture, one Wan latent frame, as a ``.latent`` file
+   into the server's input folder, and builds the graph: ``api_graph`` converts the shipped UI-format
+   workflow against the server's /object_info (comfy-cli's converter), ``task_graph`` adapts it:
+   - UNETLoader loads the trained model;
+   - the text encoders become FocalStandInTextEncode (TEST ONLY; the real umT5 cannot run here): the
+     clip's prompt, and the empty prompt as the negative, both with the stand-in seed the model was
+     trained with (it learned its unconditional branch from the empty prompt);
+   - LoadImage -> Image Scale -> WanImageToVideo (with VAE and CLIP vision) becomes a stock
+     LoadLatent of that file -> FocalStandInLatentToVideo (TEST ONLY): the model works in latent
+     space and has no VAE; its clips are 3 latent frames of 16x16;
+   - both KSamplers sample as the model was trained and measured (harness.py: euler, simple, 8 steps,
+     CFG 5) with the harness's seed for the clip; ModelSamplingSD3 keeps the workflow's shift 8;
+   - the VAE decode and video saving become a stock SaveLatent on each pass;
+   - Semantic Layer Probe, Semantic Layer Report and Focal Attention Transfer keep the workflow's
+     values, which must be the nodes' shipped defaults (the job stops if they are not). The Report's
+     weak and responsive blocks stay wired into the transfer, as in the workflow.
+3. Posts the graphs to /prompt, waits, stops the server, scores each pass's latent with task.score,
+   and writes under --out: graphs/ (the API graph posted for each clip), output/ (per clip the
+   report's curve and heatmaps and both latents), strips.png (per clip: baseline frames | Focal Guidance frames, with their scores), result.json
+   and server.log.
 
-Pass 1 (probe) -> Semantic Layer Report -> weak/responsive blocks -> Focal Attention Transfer -> pass 2.
-Exit code 0 on success, 1 when anything fails (the message quotes the server log's tail).
-Random weights: images and frames are noise; the job shows that the workflow runs end to end.
+When the Report finds no Semantic-Weak block, the transfer passes the model through unchanged and the
+focal pass equals the baseline; the job says so for every such clip, and overall.
+Exit code 0 when every graph ran and every output was written (whatever the scores), 1 otherwise.
 """
 import argparse
+import dataclasses
 import json
 import pathlib
 import shutil
-import subprocess
 import sys
 import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import workflow_api  # noqa: E402
-from comfy_server import HOST_DIR, PACK_DIR, VENV_PYTHON, ComfyServer, ServerError, make_input_image  # noqa: E402
+from comfy_server import HOST_DIR, PACK_DIR, VENV_PYTHON, ComfyServer, ServerError  # noqa: E402
+
+BENCHMARK = PACK_DIR / "benchmarks" / "prompt_following"
+sys.path.insert(0, str(BENCHMARK))
+import harness  # noqa: E402
+import task  # noqa: E402
 
 PROBE_WORKFLOW = PACK_DIR / "example_workflows" / "focal_guidance_probe.json"
-# The tiny Wan checkpoints have 6 blocks: with the template's kappa 2 / exclude_ends 2 a random model
-# rarely has a weak block, and the transfer then (rightly) stops. These find one on the tiny model.
-TINY_REPORT = {"kappa": 0.0, "exclude_ends": 1, "top_r": 1}
-FRAMES_PREFIX = "focal_probe/focal_frame"
+FOCAL_NODES = ("FocalSemanticLayerProbe", "FocalSemanticLayerReport", "FocalAttentionTransfer")
+REMOVED = ("CLIPLoader", "CLIPVisionLoader", "CLIPVisionEncode", "VAELoader", "VAEDecode", "CreateVideo",
+           "SaveVideo", "LoadImage", "ImageScale", "GetImageSize")
+TEXT_NODE = "CLIPTextEncode"
+VIDEO_LENGTH = 4 * (task.FRAMES - 1) + 1       # Wan: 4 video frames per latent frame after the first
 
 
 def load_workflow(path=PROBE_WORKFLOW):
     return json.loads(pathlib.Path(path).read_text(encoding="utf-8"))
 
 
-def start_image_name(workflow):
-    """The file the workflow's LoadImage node names (the job writes its start image under it)."""
-    return next(n["widgets_values"][0] for n in workflow["nodes"] if n["type"] == "LoadImage")
+def api_graph(workflow, object_info):
+    """The UI-format workflow as an API graph, converted against the server's /object_info."""
+    return workflow_api.to_api(workflow, object_info)
 
 
 def _find(graph, what, test):
-    found = [nid for nid, node in graph.items() if test(nid, node)]
+    found = [nid for nid, node in graph.items() if test(node)]
     if not found:
         raise ValueError(f"the probe workflow has no {what}")
-    return found[0]
+    return found
 
 
-def _source(api, node_id, name):
-    value = api[node_id]["inputs"].get(name)
+def _source(graph, nid, name):
+    value = graph[nid]["inputs"].get(name)
     return value[0] if isinstance(value, list) else None
 
 
-def main_graph(object_info, workflow=None, width=160, height=96, length=9, steps=4, seed=42):
-    """(API graph, notes): the probe workflow, converted, with stand-ins and tiny sizes.
+def non_default_focal_inputs(graph, object_info):
+    """['node input: value (default d)'] for every Focal node widget that differs from its shipped default."""
+    differ = []
+    for nid, node in graph.items():
+        if node["class_type"] not in FOCAL_NODES:
+            continue
+        spec = object_info[node["class_type"]]["input"]
+        entries = {**spec.get("required", {}), **spec.get("optional", {})}
+        for name, value in node["inputs"].items():
+            if isinstance(value, list) or name not in entries:
+                continue
+            options = entries[name][1] if len(entries[name]) > 1 else {}
+            if "default" in options and value != options["default"]:
+                differ.append(f"{nid} {node['class_type']} {name}: {value!r} (default {options['default']!r})")
+    return differ
 
-    Validation errors stop the job (workflow_api.WorkflowError), except those on nodes that the
-    stand-in substitution replaces or removes (the encoder loaders name files a CPU host lacks).
-    """
-    workflow = load_workflow() if workflow is None else workflow
-    api, errors = workflow_api.convert(workflow, object_info)
-    graph, notes = workflow_api.substitute_standins(api)
-    replaced = {nid for nid, node in api.items()
-                if nid not in graph or graph[nid]["class_type"] != node["class_type"]}
-    blocking = [e for e in errors if not any(e.startswith(f"node {nid} ") for nid in replaced)]
-    if blocking:
-        raise workflow_api.WorkflowError(blocking)
-    notes += [f"ignored (node replaced by a stand-in): {e}" for e in errors if e not in blocking]
-    for node in graph.values():
-        if node["class_type"] == "FocalSemanticLayerReport":
-            node["inputs"].update(TINY_REPORT)
-        if node["class_type"] == "KSampler":
-            node["inputs"]["seed"] = seed
-    workflow_api.shrink(graph, width=width, height=height, length=length, steps=steps)
-    transfer = _find(graph, "Focal Attention Transfer", lambda nid, n: n["class_type"] == "FocalAttentionTransfer")
-    sampler = _find(graph, "KSampler after the transfer",
-                    lambda nid, n: n["class_type"] == "KSampler" and _source(graph, nid, "model") == transfer)
-    decode = _find(graph, "VAEDecode of the focal pass",
-                   lambda nid, n: n["class_type"] == "VAEDecode" and _source(graph, nid, "samples") == sampler)
-    graph["focal_frames"] = {"class_type": "SaveImage",
-                             "inputs": {"images": [decode, 0], "filename_prefix": FRAMES_PREFIX},
-                             "_meta": {"title": "Save focal-pass frames (main job)"}}
-    notes.append(f"report {TINY_REPORT}; size {width}x{height}, {length} frames, {steps} steps; "
-                 f"added SaveImage 'focal_frames' on node {decode}")
+
+def start_latent_name(index: int) -> str:
+    return f"prompt_following_test{index:02d}.latent"
+
+
+def write_start_latent(path: pathlib.Path, scene: task.Scene):
+    """The clip's start picture as LoadLatent reads it: one frame of the reference, in the host's
+    outer latent space (what a VAE encode returns; the sampler applies process_latent_in)."""
+    import torch
+    from safetensors.torch import save_file
+    frame = wan_latent_format().process_out(task.reference(scene)[None, :, :1])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({"latent_tensor": frame.contiguous(), "latent_format_version_0": torch.tensor([])}, str(path))
+
+
+def wan_latent_format():
+    if str(HOST_DIR) not in sys.path:
+        sys.path.insert(0, str(HOST_DIR))
+    import comfy.latent_formats
+    return comfy.latent_formats.Wan21()
+
+
+def task_graph(api, index: int, scene: task.Scene, seed: int):
+    """(graph, notes): the converted probe workflow adapted to one task clip (see the module docstring)."""
+    graph = json.loads(json.dumps(api))
+    notes = []
+    conditioner = _find(graph, "WanImageToVideo", lambda n: n["class_type"] == "WanImageToVideo")[0]
+    samplers = _find(graph, "KSampler", lambda n: n["class_type"] == "KSampler")
+    transfer = _find(graph, "Focal Attention Transfer", lambda n: n["class_type"] == "FocalAttentionTransfer")[0]
+    for nid, node in graph.items():
+        kind, inputs = node["class_type"], node["inputs"]
+        if kind == "UNETLoader":
+            inputs["unet_name"] = harness.MODEL_FILE.name
+        elif kind == TEXT_NODE:
+            positive = nid == _source(graph, conditioner, "positive")
+            text = scene.prompt if positive else ""
+            node.update(class_type="FocalStandInTextEncode",
+                        inputs={"family": "wan", "text": text, "seed": harness.TEXT_SEED})
+            meta = node.setdefault("_meta", {})
+            meta["title"] = f"{meta.get('title', kind)} [stand-in]"
+            notes.append(f"{nid} {kind} -> FocalStandInTextEncode, text {text!r}")
+        elif kind == "KSampler":
+            inputs.update(seed=seed, steps=harness.STEPS, cfg=harness.CFG, sampler_name=harness.SAMPLER,
+                          scheduler=harness.SCHEDULER)
+        elif kind == "SaveImage":
+            inputs["filename_prefix"] += f"_test{index:02d}"
+    graph["start_latent"] = {"class_type": "LoadLatent", "inputs": {"latent": start_latent_name(index)},
+                             "_meta": {"title": "Load start latent (task clip)"}}
+    graph[conditioner] = {"class_type": "FocalStandInLatentToVideo", "_meta": {"title": "Latent To Video [stand-in]"},
+                          "inputs": {"positive": graph[conditioner]["inputs"]["positive"],
+                                     "negative": graph[conditioner]["inputs"]["negative"],
+                                     "start_latent": ["start_latent", 0], "length": VIDEO_LENGTH}}
+    for sampler in samplers:
+        role = "focal" if _source(graph, sampler, "model") == transfer else "baseline"
+        graph[f"save_{role}"] = {"class_type": "SaveLatent", "_meta": {"title": f"Save {role} latent"},
+                                 "inputs": {"samples": [sampler, 0],
+                                            "filename_prefix": f"focal_probe/{role}_test{index:02d}"}}
+    for nid in [nid for nid, node in graph.items() if node["class_type"] in REMOVED]:
+        del graph[nid]
+    notes.append(f"{conditioner} WanImageToVideo -> LoadLatent + FocalStandInLatentToVideo; video saving -> SaveLatent")
+    _check_links(graph)
     return graph, notes
 
 
-def _outputs_by_role(graph, entry, paths):
-    """{'curve', 'heatmaps', 'frames', 'baseline_video', 'focal_video'}: saved files of each role."""
-    report = _find(graph, "Semantic Layer Report", lambda nid, n: n["class_type"] == "FocalSemanticLayerReport")
-    roles = {}
+def _check_links(graph):
+    dangling = [f"{nid}.{name} -> {value[0]}" for nid, node in graph.items() for name, value in node["inputs"].items()
+                if isinstance(value, list) and value[0] not in graph]
+    if dangling:
+        raise ValueError(f"the adapted probe workflow links to removed nodes: {dangling}")
+
+
+def main_graphs(object_info, clips: int, workflow=None):
+    """[(graph, scene, seed)] for the first ``clips`` test clips, and the notes of the adaptation.
+    The host validates each graph when it is posted."""
+    api = api_graph(load_workflow() if workflow is None else workflow, object_info)
+    differ = non_default_focal_inputs(api, object_info)
+    if differ:
+        raise ValueError("the probe workflow's Focal Guidance nodes are not at their shipped defaults: "
+                         + "; ".join(differ))
+    scenes, seeds = harness.split_with_seeds("test", clips)
+    jobs = [(task_graph(api, i, scene, seed), scene, seed) for i, (scene, seed) in enumerate(zip(scenes, seeds))]
+    return [(graph, scene, seed) for (graph, _), scene, seed in jobs], jobs[0][0][1]
+
+
+def link_model(models_dir: pathlib.Path) -> pathlib.Path:
+    target = models_dir / "diffusion_models" / harness.MODEL_FILE.name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.is_symlink() or target.exists():
+        target.unlink()
+    try:
+        target.symlink_to(harness.MODEL_FILE)
+    except OSError:
+        shutil.copy(harness.MODEL_FILE, target)
+    return target
+
+
+def read_latent(path: pathlib.Path):
+    """A SaveLatent file as the model's internal latent [16, frames, h, w] (what task.score reads)."""
+    from safetensors.torch import load_file
+    return wan_latent_format().process_in(load_file(str(path))["latent_tensor"].float())[0]
+
+
+def clip_result(index, scene, seed, graph, entry, outputs):
+    report_id = _find(graph, "Semantic Layer Report", lambda n: n["class_type"] == "FocalSemanticLayerReport")[0]
+    panel = (entry.get("outputs", {}).get(report_id, {}).get("focal_probe") or [{}])[0]
+    files = {}
     for nid, node in graph.items():
-        src = node["inputs"].get("images") or node["inputs"].get("video")
-        if nid == "focal_frames":
-            roles["frames"] = paths.get(nid, [])
-        elif node["class_type"] == "SaveImage" and isinstance(src, list) and src[0] == report:
-            roles["curve" if src[1] == 0 else "heatmaps"] = paths.get(nid, [])
-        elif node["class_type"] == "SaveVideo":
-            prefix = node["inputs"].get("filename_prefix", "")
-            roles["focal_video" if prefix.endswith("focal") else "baseline_video"] = paths.get(nid, [])
-    panel = (entry.get("outputs", {}).get(report, {}).get("focal_probe") or [{}])[0]
-    return roles, {k: panel.get(k) for k in ("weak_blocks", "responsive_blocks", "family")}
+        if nid in ("save_baseline", "save_focal"):
+            files[nid.removeprefix("save_")] = outputs.get(nid, [])
+        elif node["class_type"] == "SaveImage":
+            files["curve" if graph[nid]["inputs"]["images"][1] == 0 else "heatmaps"] = outputs.get(nid, [])
+    missing = [role for role in ("curve", "heatmaps", "baseline", "focal") if not files.get(role)]
+    missing += [str(p) for paths in files.values() for p in paths if not p.is_file() or p.stat().st_size == 0]
+    if missing:
+        raise ServerError(f"test clip {index}: outputs missing: {missing}")
+    clips = {role: read_latent(files[role][0]) for role in ("baseline", "focal")}
+    weak = panel.get("weak_blocks") or ""
+    return {"index": index, "prompt": scene.prompt, "seed": seed,
+            "report": {k: panel.get(k) for k in ("weak_blocks", "responsive_blocks")},
+            "patched": bool(weak.strip()),
+            "focal_equals_baseline": bool((clips["baseline"] == clips["focal"]).all()),
+            **{role: dataclasses.asdict(task.score(scene, clip)) for role, clip in clips.items()},
+            "files": {role: [str(p) for p in paths] for role, paths in files.items()}}, clips
 
 
-def make_models(models_dir: pathlib.Path):
-    """Tiny checkpoints via make_tiny_models.py under the host's venv (it needs torch and the host)."""
-    cmd = [str(VENV_PYTHON), str(PACK_DIR / "scripts" / "make_tiny_models.py"), "--comfy", str(HOST_DIR),
-           "--out", str(models_dir)]
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise ServerError(f"make_tiny_models.py failed ({done.returncode}):\n{done.stdout}{done.stderr}")
-    return done.stdout
+def summary(results):
+    n = len(results)
+    base = [r["baseline"] for r in results]
+    focal = [r["focal"] for r in results]
+    patched = [r for r in results if r["patched"]]
+    return {"clips": n, "patched": len(patched),
+            "followed": {"baseline": sum(s["followed"] for s in base), "focal": sum(s["followed"] for s in focal)},
+            "exact": {"baseline": sum(s["exact"] for s in base), "focal": sum(s["exact"] for s in focal)},
+            "mean_along": {"baseline": sum(s["along"] for s in base) / n, "focal": sum(s["along"] for s in focal) / n},
+            "wins": sum(r["focal"]["followed"] and not r["baseline"]["followed"] for r in results),
+            "losses": sum(r["baseline"]["followed"] and not r["focal"]["followed"] for r in results),
+            "changed": sum(not r["focal_equals_baseline"] for r in results)}
+
+
+def verdict(s, kappa):
+    n = s["clips"]
+    if s["patched"] == 0:
+        return (f"With the shipped defaults Focal Guidance patched NOTHING on this model: the Semantic Layer "
+                f"Report (kappa {kappa:g}) found no Semantic-Weak block in any of the {n} clips, so Focal Attention "
+                f"Transfer passed the model through and every focal pass equals its baseline.")
+    return (f"Focal Guidance patched {s['patched']} of {n} clips (the others had no Semantic-Weak block). "
+            f"Followed the prompt: baseline {s['followed']['baseline']}/{n}, Focal Guidance "
+            f"{s['followed']['focal']}/{n} ({s['wins']} won, {s['losses']} lost); mean move along the "
+            f"instruction (target {task.TRAVEL}): baseline {s['mean_along']['baseline']:.2f}, Focal Guidance "
+            f"{s['mean_along']['focal']:.2f}.")
+
+
+def _score_text(s):
+    return (f"along {s['along']:+.0f} across {s['across']:.0f} drift {s['distractor_drift']:.0f}: "
+            f"{'FOLLOWED' if s['followed'] else 'missed'}")
+
+
+def save_strips(path: pathlib.Path, results, scenes, clips):
+    """One row per clip: the prompt and the report's blocks, then the target clip | baseline | Focal
+    Guidance, each under its score. Frame 0 is sampled too (the start picture is only conditioning);
+    each object's colour pattern is painted in its colour (harness.to_rgb)."""
+    from PIL import Image, ImageDraw
+    cell, gap, line = task.SIZE * harness.IMAGE_SCALE, 16, 14
+    third = task.FRAMES * (cell + 2)
+    height = cell + 2 * line + 8
+    sheet = Image.new("RGB", (3 * third + 2 * gap, len(results) * height + line), (40, 40, 40))
+    draw = ImageDraw.Draw(sheet)
+    draw.text((4, 1), "target (what the prompt asks for)   |   baseline (probe pass)   |   Focal Guidance "
+                      "(focal pass); latent frames 0, 1, 2", fill=(160, 160, 160))
+    for r, (result, scene, (base, focal)) in enumerate(zip(results, scenes, clips)):
+        top = line + r * height
+        report = result["report"]
+        blocks = (f"weak {report['weak_blocks']} <- sources {report['responsive_blocks']}" if result["patched"]
+                  else "Report: no weak block, so not patched")
+        draw.text((4, top + 1), f"test {result['index']}: {result['prompt']}   [{blocks}]", fill=(230, 230, 230))
+        panels = ((task.render(scene), None), (base, result["baseline"]), (focal, result["focal"]))
+        for side, (clip, score) in enumerate(panels):
+            left = side * (third + gap)
+            if score is not None:
+                draw.text((left + 4, top + line), _score_text(score),
+                          fill=(120, 220, 120) if score["followed"] else (230, 150, 120))
+            pics = (harness.to_rgb(clip) * 255).byte().numpy()
+            for f in range(task.FRAMES):
+                sheet.paste(Image.fromarray(pics[f]), (left + f * (cell + 2), top + 2 * line + 4))
+    sheet.save(path)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", type=pathlib.Path, default=pathlib.Path("out/models"),
-                        help="models folder for the tiny checkpoints (default: out/models)")
+                        help="models folder; the trained model is linked into diffusion_models/ (default: out/models)")
     parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("out/main_job"),
-                        help="job folder: output/, server.log, result.json (default: out/main_job)")
-    parser.add_argument("--image", type=pathlib.Path, default=None,
-                        help="start image (default: a generated 160x96 test picture)")
-    parser.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for the workflow")
+                        help="job folder: output/, strips.png, result.json, server.log (default: out/main_job)")
+    parser.add_argument("--clips", type=int, default=8, help="held-out test clips to run (default: 8)")
+    parser.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for each clip's graph")
     args = parser.parse_args(argv)
+    if args.clips < 1:
+        parser.error("--clips must be at least 1")
     models_dir, out_dir = args.models.resolve(), args.out.resolve()
     timings = {}
     began = time.monotonic()
     try:
-        print(f"run_main_job: writing tiny models into {models_dir}", flush=True)
-        t = time.monotonic()
-        print(make_models(models_dir), end="", flush=True)
-        timings["models_s"] = round(time.monotonic() - t, 2)
-
-        for stale in ("output", "temp", "server.log", "result.json"):  # keep only this run's files
+        model = link_model(models_dir)
+        print(f"run_main_job: model {model} -> {harness.MODEL_FILE}", flush=True)
+        for stale in ("output", "temp", "input", "graphs", "server.log", "result.json", "strips.png"):  # this run's files only
             path = out_dir / stale
             shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
         server = ComfyServer(out_dir, models_dir=models_dir)
+        for index, scene in enumerate(task.split_scenes("test", args.clips)):
+            write_start_latent(server.input_dir / start_latent_name(index), scene)
         print(f"run_main_job: starting ComfyUI from {server.host_dir} (log: {server.log_path})", flush=True)
         with server:
             timings["server_start_s"] = round(server.startup_seconds, 2)
-            image_name = start_image_name(load_workflow())
-            if args.image is None:
-                make_input_image(server.input_dir / image_name, 160, 96)
-            else:
-                shutil.copy(args.image, server.input_dir / image_name)
-            t = time.monotonic()
-            graph, notes = main_graph(server.object_info())
-            timings["convert_s"] = round(time.monotonic() - t, 2)
+            jobs, notes = main_graphs(server.object_info(), args.clips)
             for note in notes:
                 print(f"run_main_job: {note}", flush=True)
+            for index, (graph, _, _) in enumerate(jobs):
+                path = out_dir / "graphs" / f"test{index:02d}.json"
+                path.parent.mkdir(exist_ok=True)
+                path.write_text(json.dumps(graph, indent=1) + "\n", encoding="utf-8")
             t = time.monotonic()
-            prompt_id = server.post_prompt(graph)
-            entry = server.wait(prompt_id, timeout=args.timeout)
-            timings["workflow_s"] = round(time.monotonic() - t, 2)
-            outputs = server.output_paths(entry)
+            posted = [(server.post_prompt(graph), graph, scene, seed) for graph, scene, seed in jobs]
+            done = [(prompt_id, graph, scene, seed, server.wait(prompt_id, timeout=args.timeout))
+                    for prompt_id, graph, scene, seed in posted]
+            timings["workflows_s"] = round(time.monotonic() - t, 2)
+            results, clips = [], []
+            for index, (prompt_id, graph, scene, seed, entry) in enumerate(done):
+                result, pair = clip_result(index, scene, seed, graph, entry, server.output_paths(entry))
+                results.append({"prompt_id": prompt_id, **result})
+                clips.append((pair["baseline"], pair["focal"]))
     except (ServerError, OSError, ValueError) as err:
         print(f"run_main_job: FAILED: {err}", file=sys.stderr)
         return 1
     timings["total_s"] = round(time.monotonic() - began, 2)
-
-    roles, sets = _outputs_by_role(graph, entry, outputs)
-    needed = ("curve", "heatmaps", "frames", "focal_video")
-    missing = [role for role in needed if not roles.get(role)]
-    missing += [str(p) for paths in roles.values() for p in paths if not p.is_file() or p.stat().st_size == 0]
-    if missing:
-        print(f"run_main_job: FAILED: outputs missing: {missing}\n{json.dumps(entry.get('outputs'), indent=1)}",
-              file=sys.stderr)
-        return 1
-    result = {"prompt_id": prompt_id, "status": entry["status"]["status_str"], "timings": timings,
-              "workflow": str(PROBE_WORKFLOW), "report": sets, "notes": notes,
-              "outputs": {role: [str(p) for p in paths] for role, paths in roles.items()},
-              "server_log": str(server.log_path), "extra_model_paths": str(server.config_path)}
+    totals = summary(results)
+    strips = out_dir / "strips.png"
+    save_strips(strips, results, [scene for _, scene, _ in jobs], clips)
+    kappa = next(n["inputs"]["kappa"] for n in jobs[0][0].values() if n["class_type"] == "FocalSemanticLayerReport")
+    result = {"verdict": verdict(totals, kappa), "summary": totals, "clips": results, "timings": timings,
+              "workflow": str(PROBE_WORKFLOW), "model": str(harness.MODEL_FILE),
+              "sampling": {"steps": harness.STEPS, "cfg": harness.CFG, "sampler": harness.SAMPLER,
+                           "scheduler": harness.SCHEDULER},
+              "notes": notes, "strips": str(strips), "server_log": str(server.log_path),
+              "extra_model_paths": str(server.config_path)}
     (out_dir / "result.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    print(f"run_main_job: success in {timings['total_s']} s ({timings})")
-    print(f"run_main_job: report on the tiny model: weak_blocks {sets['weak_blocks']!r}, "
-          f"responsive_blocks {sets['responsive_blocks']!r}")
-    for role, paths in roles.items():
-        print(f"  {role}:")
-        for path in paths:
-            print(f"    {path}")
-    print(f"run_main_job: outputs are in {server.output_dir}; summary {out_dir / 'result.json'}")
+    print(f"run_main_job: ran {args.clips} held-out test clips in {timings['total_s']} s ({timings})")
+    print(f"{'clip':>4}  {'report weak <- sources':<24} {'baseline':<40} focal")
+    for r in results:
+        blocks = f"{r['report']['weak_blocks'] or '-'} <- {r['report']['responsive_blocks'] or '-'}"
+        same = " (same as baseline)" if r["focal_equals_baseline"] else ""
+        print(f"{r['index']:>4}  {blocks:<24} {_score_text(r['baseline']):<40} {_score_text(r['focal'])}{same}")
+    print(f"run_main_job: {result['verdict']}")
+    print(f"run_main_job: strips {strips}; curves and heatmaps in {server.output_dir / 'focal_probe'}; "
+          f"summary {out_dir / 'result.json'}")
     print(f"run_main_job: to open the same setup in a browser: cd {server.host_dir} && {VENV_PYTHON} main.py --cpu "
-          f"--extra-model-paths-config {server.config_path}")
+          f"--extra-model-paths-config {server.config_path} --input-directory {server.input_dir}")
     return 0
 
 
