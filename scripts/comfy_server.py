@@ -9,6 +9,11 @@ core named by FOCAL_COMFYUI, under the Python that imports this module (see VENV
         entry = server.wait(prompt_id, timeout=300)     # the /history entry, or ExecutionFailed
         paths = server.output_paths(entry)
 
+Nothing sleeps a fixed time. Readiness is the server's websocket (``/ws``) accepting us and sending its
+first ``status`` message, tried with a bounded exponential backoff while the server boots. That
+websocket stays open, so a prompt's end is the ``executing`` message with ``node`` null for its
+prompt id, which the host sends after it wrote the /history entry; then /history is read once.
+
 The server gets its own port, input/output/temp/user folders and a database file under
 ``work_dir`` (not ``sqlite:///:memory:``: newer hosts' assets scanner opens extra connections, and
 each would see its own empty database), and an ``--extra-model-paths-config`` yaml that adds the
@@ -24,11 +29,14 @@ host folder are on sys.path, so a tests/server.py would shadow the host's own ``
 from __future__ import annotations
 
 import atexit
+import base64
+import hashlib
 import json
 import os
 import pathlib
 import shutil
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -108,6 +116,111 @@ def write_extra_paths(path: pathlib.Path, models_dir=None, custom_nodes_dirs=())
     return path
 
 
+def backoff(deadline, first=0.05, cap=2.0):
+    """Yield until ``deadline`` (time.monotonic()), waiting first, 2 first, 4 first ... (at most ``cap``)
+    between yields: a bounded exponential backoff for a server that is still booting."""
+    delay = first
+    while True:
+        yield
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return
+        time.sleep(min(delay, cap, remaining))
+        delay *= 2
+
+
+class WebSocket:
+    """A minimal RFC 6455 client for the host's ``/ws``: JSON text messages in, pongs out.
+
+    Binary frames (latent previews) are skipped. ``receive`` keeps partial frames buffered, so a
+    timeout never loses data.
+    """
+
+    GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+    def __init__(self, host, port, path, timeout=10.0):
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.buffer = bytearray()
+        self.fragments = []
+        try:
+            self._handshake(host, port, path)
+        except OSError:
+            self.close()
+            raise
+
+    def _handshake(self, host, port, path):
+        key = base64.b64encode(os.urandom(16))
+        self.sock.sendall(b"GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                          b"Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n"
+                          % (path.encode(), host.encode(), port, key))
+        while b"\r\n\r\n" not in self.buffer:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("the server closed the connection during the websocket handshake")
+            self.buffer += chunk
+        head, _, rest = bytes(self.buffer).partition(b"\r\n\r\n")
+        self.buffer = bytearray(rest)
+        accept = base64.b64encode(hashlib.sha1(key + self.GUID).digest())
+        if not head.startswith(b"HTTP/1.1 101") or accept not in head:
+            raise ConnectionError(f"websocket handshake refused: {head.decode(errors='replace')[:200]}")
+
+    def close(self):
+        self.sock.close()
+
+    def _send(self, opcode, payload=b""):
+        mask = os.urandom(4)
+        self.sock.sendall(bytes([0x80 | opcode, 0x80 | len(payload)]) + mask
+                          + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+
+    def _frame(self):
+        """(fin, opcode, payload) of the first whole frame in the buffer, or None."""
+        buf = self.buffer
+        if len(buf) < 2:
+            return None
+        length, start = buf[1] & 0x7F, 2
+        if length >= 126:
+            start = 4 if length == 126 else 10
+            if len(buf) < start:
+                return None
+            length = struct.unpack(">H" if length == 126 else ">Q", buf[2:start])[0]
+        if len(buf) < start + length:
+            return None
+        frame = (bool(buf[0] & 0x80), buf[0] & 0x0F, bytes(buf[start:start + length]))
+        del buf[:start + length]
+        return frame
+
+    def receive(self, timeout):
+        """The next JSON text message, or None when none completes within ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            frame = self._frame()
+            if frame is None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                self.sock.settimeout(remaining)
+                try:
+                    chunk = self.sock.recv(65536)
+                except socket.timeout:
+                    return None
+                if not chunk:
+                    raise ConnectionError("the server closed the websocket")
+                self.buffer += chunk
+                continue
+            fin, opcode, payload = frame
+            if opcode == 0x8:
+                raise ConnectionError("the server closed the websocket")
+            if opcode == 0x9:
+                self._send(0xA, payload)
+            elif opcode in (0x0, 0x1, 0x2):
+                self.fragments.append((opcode, payload))
+                if fin:
+                    (first, _), data = self.fragments[0], b"".join(p for _, p in self.fragments)
+                    self.fragments = []
+                    if first == 0x1:
+                        return json.loads(data)
+
+
 class ComfyServer:
     def __init__(self, work_dir, models_dir=None, standins=True, host_dir=HOST_DIR, python=VENV_PYTHON,
                  extra_args=(), startup_timeout=240.0, stop_timeout=20.0):
@@ -130,6 +243,7 @@ class ComfyServer:
         self.proc = None
         self.startup_seconds = None
         self.client_id = uuid.uuid4().hex
+        self.ws = None
 
     # ---- lifecycle -------------------------------------------------------------------------
     @property
@@ -185,19 +299,31 @@ class ComfyServer:
                           + self.log_excerpt())
 
     def _wait_ready(self, deadline):
-        while time.monotonic() < deadline:
+        """True once the websocket is open and has sent its first ``status``; False if the server exited."""
+        for _ in backoff(deadline):
             if self.proc.poll() is not None:
                 return False
             try:
-                self._request("GET", "/system_stats", timeout=2)
+                ws = WebSocket("127.0.0.1", self.port, f"/ws?clientId={self.client_id}", timeout=10)
+            except OSError:
+                continue
+            try:
+                first = ws.receive(timeout=max(deadline - time.monotonic(), 1.0))
+            except (OSError, ValueError):
+                ws.close()
+                continue
+            if first is not None and first.get("type") == "status":
+                self.ws = ws
                 return True
-            except (OSError, ServerError):
-                time.sleep(0.25)
+            ws.close()
         return False
 
     def stop(self):
         """Stop the server by its pid (terminate, then kill); returns its exit code."""
         proc, self.proc = self.proc, None
+        if self.ws is not None:
+            self.ws.close()
+            self.ws = None
         if proc is None:
             return None
         atexit.unregister(self.stop)
@@ -276,25 +402,35 @@ class ComfyServer:
     def history(self, prompt_id):
         return self.get(f"/history/{prompt_id}").get(prompt_id)
 
-    def wait(self, prompt_id, timeout=300.0, poll=0.2):
+    def wait(self, prompt_id, timeout=300.0):
         """The /history entry once the prompt finishes; ExecutionFailed with the node's error text if it failed."""
         deadline = time.monotonic() + timeout
-        while True:
-            entry = self.history(prompt_id)
-            status = (entry or {}).get("status") or {}
-            if status.get("status_str") == "error":
-                error = next((data for event, data in status.get("messages", []) if event == "execution_error"), {})
-                raise ExecutionFailed(
-                    f"prompt {prompt_id} failed in node {error.get('node_id')} ({error.get('node_type')}): "
-                    f"{error.get('exception_type')}: {error.get('exception_message')}" + self.log_excerpt(30),
-                    entry, error)
-            if entry is not None and status.get("completed", True):
-                return entry
+        entry = self.history(prompt_id)
+        while entry is None:
             if not self.alive():
                 raise ServerError(f"the server exited while prompt {prompt_id} was queued" + self.log_excerpt())
-            if time.monotonic() > deadline:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
                 raise ServerError(f"prompt {prompt_id} did not finish in {timeout:.0f} s" + self.log_excerpt())
-            time.sleep(poll)
+            try:  # at most a second at a time, to notice a server that died
+                message = self.ws.receive(timeout=min(remaining, 1.0))
+            except (OSError, ValueError) as err:
+                raise ServerError(f"the websocket failed while waiting for prompt {prompt_id}: {err}"
+                                  + self.log_excerpt()) from None
+            data = (message or {}).get("data") or {}
+            if message and message.get("type") == "executing" and data.get("node") is None \
+                    and data.get("prompt_id") == prompt_id:
+                entry = self.history(prompt_id)
+                if entry is None:
+                    raise ServerError(f"prompt {prompt_id} finished but /history has no entry" + self.log_excerpt())
+        status = entry.get("status") or {}
+        if status.get("status_str") == "error":
+            error = next((data for event, data in status.get("messages", []) if event == "execution_error"), {})
+            raise ExecutionFailed(
+                f"prompt {prompt_id} failed in node {error.get('node_id')} ({error.get('node_type')}): "
+                f"{error.get('exception_type')}: {error.get('exception_message')}" + self.log_excerpt(30),
+                entry, error)
+        return entry
 
     def run(self, graph, timeout=300.0):
         return self.wait(self.post_prompt(graph), timeout)

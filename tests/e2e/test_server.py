@@ -188,6 +188,17 @@ def test_hunyuan_video_graph_runs_with_standin_conditioning(comfy_server):
     assert path.suffix == ".latent" and path.stat().st_size > 0
 
 
+def test_wait_reads_a_finished_prompt_from_history(comfy_server):
+    """wait() after the prompt's end (its websocket messages were read by the first wait) returns the
+    same /history entry."""
+    graph = {"empty": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0}},
+             "save": {"class_type": "SaveImage", "inputs": {"images": ["empty", 0], "filename_prefix": "wait_check"}}}
+    prompt_id = comfy_server.post_prompt(graph)
+    entry = comfy_server.wait(prompt_id, timeout=RUN_TIMEOUT)
+    assert entry["status"]["status_str"] == "success"
+    assert comfy_server.wait(prompt_id, timeout=RUN_TIMEOUT) == entry
+
+
 def test_out_of_range_alpha_is_rejected_by_validation(comfy_server):
     with pytest.raises(PromptRejected) as rejected:
         comfy_server.post_prompt(wan_i2v_graph(alpha=5.0, prefix="rejected"))
