@@ -2,7 +2,8 @@
 Guidance does to the attention and to the video, not only that something changed.
 
 The model, the scenes and the sampler settings are the A/B harness's; weak and source blocks are
-the ones its Semantic Layer Probe measured on the probe split (model/probe_blocks.json).
+the ones its Semantic Layer Probe measured on the probe split (model/probe_blocks.json), except in
+the outcome test, where the transfer runs as shipped (auto mode picks them in each run).
 """
 import json
 import pathlib
@@ -70,16 +71,45 @@ def test_keyword_mass_in_region_rises_with_beta(model, blocks):
     assert masses[0] < masses[1] < masses[2], masses
 
 
-def test_defaults_move_the_named_object_further_the_instructed_way(model, blocks):
-    """The node defaults on the probe's kappa-1 blocks, on the first 16 validation clips.
-    On the 32 test clips the same setting moved the object less (docs/method.md §10): this pins
-    the measured effect on these clips, it is not evidence that FG helps this model."""
-    scenes, seeds = harness.split_with_seeds("val", 16)
-    base = harness.evaluate(model, scenes, seeds, None, measured_blocks(blocks))
-    focal = harness.evaluate(model, scenes, seeds, harness.DEFAULTS, measured_blocks(blocks))
-    along_base = sum(s.along for s in base.scores) / 16
-    along_focal = sum(s.along for s in focal.scores) / 16
+# The first 16 clips of the harness's held-out test split: fixed by task.split_seed, never used to
+# tune a setting, and the same clips the main job (scripts/run_main_job.py) shows first.
+OUTCOME_CLIPS = 16
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="measured on this model: the shipped defaults move the named object LESS the instructed "
+                          "way (mean 0.44 against 1.94 latent px on these 16 clips; docs/method.md §10). "
+                          "If this passes, the outcome changed: update README 'Measured outcome' and §10.")
+def test_shipped_defaults_move_the_named_object_further_the_instructed_way(model):
+    """Focal Attention Transfer exactly as shipped (auto weak and source blocks, auto_kappa 1, alpha 0.3,
+    beta 1, gamma 0.5, window 0-0.5) with Region Anchor on a hand mask of the named object, against the
+    plain model with the same seeds: is the mean move along the instructed direction larger?"""
+    scenes, seeds = harness.split_with_seeds("test", OUTCOME_CLIPS)
+    base_clips, focal_clips = {}, {}
+    base = harness.evaluate(model, scenes, seeds, None, {}, keep=base_clips)
+    focal = harness.evaluate(model, scenes, seeds, harness.AUTO, {}, keep=focal_clips)
+    guided = sum(not torch.equal(base_clips[i], focal_clips[i]) for i in base_clips)
+    if guided < OUTCOME_CLIPS // 2:
+        pytest.fail(f"auto mode changed only {guided} of {OUTCOME_CLIPS} clips: the comparison would say "
+                    "little about Focal Guidance")
+    along_base = sum(s.along for s in base.scores) / OUTCOME_CLIPS
+    along_focal = sum(s.along for s in focal.scores) / OUTCOME_CLIPS
     assert along_focal > along_base, (along_base, along_focal)
+
+
+def test_standin_latent_to_video_builds_the_harness_conditioning(model):
+    """The main job's server graph conditions the model through FocalStandInLatentToVideo; it must
+    build what the harness (and so training) builds from the same start frame."""
+    from standin_nodes.latent_to_video import latent_to_video
+    scene = task.split_scenes("test", 1)[0]
+    positive, negative = harness.conditioning(model, scene)
+    frame = model.model.process_latent_out(task.reference(scene)[None, :, :1])
+    built_pos, built_neg, latent = latent_to_video([[positive[0][0], {}]], [[negative[0][0], {}]], frame,
+                                                   length=4 * (task.FRAMES - 1) + 1)
+    for built, expected in ((built_pos, positive), (built_neg, negative)):
+        for key in ("concat_latent_image", "concat_mask"):
+            assert torch.equal(built[0][1][key], expected[0][1][key]), key
+    assert torch.equal(latent["samples"], torch.zeros(1, task.CHANNELS, task.FRAMES, task.SIZE, task.SIZE))
 
 
 def _widget_names(node):
