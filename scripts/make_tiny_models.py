@@ -12,7 +12,7 @@ Files take the stock workflow file names, so the example workflows load them unc
     diffusion_models/hunyuanvideo1.5_720p_i2v_fp16.safetensors  HunyuanVideo 1.5 I2V (SigLIP, byT5, patch 1)
     vae/wan_2.1_vae.safetensors                                  Wan2.1 VAE with a tiny base width
     vae/wan2.2_vae.safetensors                                   Wan2.2 VAE (48-channel latent, /16) at base width 8
-    vae/hunyuanvideo15_vae_fp16.safetensors                      HunyuanVideo 1.5 VAE (32-channel latent, /16) at 1/16 width
+    vae/hunyuanvideo15_vae_fp16.safetensors                      HunyuanVideo 1.5 VAE (32 channels, /16), 1/16 width
 
 The host's loader reads the Wan2.1 VAE's width from the file but builds the Wan2.2 and HunyuanVideo 1.5
 VAEs at their full, fixed widths (0.7 and 1.3 billion parameters), so the stock VAELoader refuses these

@@ -8,10 +8,11 @@ What the executed variants substitute, and why (the validated files themselves a
 
 - **Models.** The diffusion models and the Wan VAE are the tiny random checkpoints from
   scripts/make_tiny_models.py under their stock file names. Text encoders (umT5-XXL, CLIP-L +
-  LLaVA-LLaMA-3), CLIP vision towers (clip_vision_h, llava_llama3_vision) and the HunyuanVideo VAE have
-  fixed multi-GB configs in the host's loaders, so no small file can stand in for them. For those the
-  test models folder holds EMPTY placeholder files under the stock names: /object_info then lists them,
-  so the widget values validate exactly as on a user's machine, but they are never loaded.
+  LLaVA-LLaMA-3, Qwen2.5-VL + byT5), CLIP vision towers (clip_vision_h, llava_llama3_vision, SigLIP)
+  and the HunyuanVideo VAE have fixed multi-GB configs in the host's loaders, so no small file can
+  stand in for them. For those the test models folder holds EMPTY placeholder files under the stock
+  names: /object_info then lists them, so the widget values validate exactly as on a user's machine,
+  but they are never loaded.
 - **Encoders** (tests/e2e/workflow_fixture.substitute_standins): CLIPTextEncode and
   TextEncodeHunyuanVideo_ImageToVideo become the TEST-ONLY FocalStandInTextEncode (same text, or the
   same text link; family from the CLIP loader's type); CLIPVisionEncode becomes FocalStandInClipVision
@@ -24,6 +25,11 @@ What the executed variants substitute, and why (the validated files themselves a
   spans index the stand-in conditioning's rows, as the real tokenizer's do the real encoder's. Every
   Focal node still executes.
 - **HunyuanVideo VAE** -> the tiny Wan2.1 VAE (same latent: 16 channels, /8 spatial, /4 temporal).
+- **Wan2.2 and HunyuanVideo 1.5 VAEs**: narrow tiny files under the stock names, which the stock
+  VAELoader builds at full width and refuses; the VAELoader becomes FocalStandInVAELoader, which runs
+  the host's own detection at the file's width. HunyuanVideo 1.5's Qwen2.5-VL + byT5 encoder and its
+  SigLIP vision encoder become FocalStandInTextEncode (family hunyuan_video_15) and
+  FocalStandInSigLIPVision; its word-tokenizer CLIP speaks Qwen2.5's chat template.
 - **Sizes**: Image Scale 96x64 (Get Image Size carries it to the I2V node and the mask), 9 frames,
   4 steps (KSamplerAdvanced ranges scaled: 0-2 / 2-4).
 - **Blocks**: the templates' weak/source starting points (for 40 or 60 blocks) are out of range on the
@@ -54,8 +60,8 @@ from comfy_server import PACK_DIR, PACK_NAME, ComfyServer, ExecutionFailed, make
 from workflow_api import ConversionError, to_api
 
 EXAMPLES = PACK_DIR / "example_workflows"
-WORKFLOWS = ["wan2.1_i2v_480p_focal_guidance", "wan2.2_i2v_a14b_focal_guidance",
-             "hunyuan_video_i2v_focal_guidance", "focal_guidance_probe"]
+WORKFLOWS = ["wan2.1_i2v_480p_focal_guidance", "wan2.2_i2v_a14b_focal_guidance", "wan2.2_ti2v_5b_focal_guidance",
+             "hunyuan_video_i2v_focal_guidance", "hunyuan_video_1.5_i2v_focal_guidance", "focal_guidance_probe"]
 FOCAL_NODES = {"FocalSemanticLayerProbe", "FocalSemanticLayerReport", "FocalRegionAnchor", "FocalAttentionTransfer"}
 # The nodes each workflow must contain (stock graph + Focal Guidance).
 REQUIRED_TYPES = {
@@ -65,10 +71,17 @@ REQUIRED_TYPES = {
     "wan2.2_i2v_a14b_focal_guidance": {"UNETLoader", "CLIPLoader", "VAELoader", "LoadImage", "CLIPTextEncode",
                                        "WanImageToVideo", "KSamplerAdvanced", "VAEDecode", "CreateVideo", "SaveVideo",
                                        "FocalRegionAnchor", "FocalAttentionTransfer"},
+    "wan2.2_ti2v_5b_focal_guidance": {"UNETLoader", "CLIPLoader", "VAELoader", "LoadImage", "CLIPTextEncode",
+                                      "Wan22ImageToVideoLatent", "ModelSamplingSD3", "KSampler", "VAEDecode",
+                                      "CreateVideo", "SaveVideo", "FocalRegionAnchor", "FocalAttentionTransfer"},
     "hunyuan_video_i2v_focal_guidance": {"UNETLoader", "DualCLIPLoader", "CLIPVisionLoader", "CLIPVisionEncode",
                                          "VAELoader", "LoadImage", "TextEncodeHunyuanVideo_ImageToVideo",
                                          "HunyuanImageToVideo", "SamplerCustomAdvanced", "SaveAnimatedWEBP",
                                          "FocalRegionAnchor", "FocalAttentionTransfer"},
+    "hunyuan_video_1.5_i2v_focal_guidance": {"UNETLoader", "DualCLIPLoader", "CLIPVisionLoader", "CLIPVisionEncode",
+                                             "VAELoader", "LoadImage", "CLIPTextEncode", "HunyuanVideo15ImageToVideo",
+                                             "ModelSamplingSD3", "CFGGuider", "SamplerCustomAdvanced", "VAEDecode",
+                                             "CreateVideo", "SaveVideo", "FocalRegionAnchor", "FocalAttentionTransfer"},
     "focal_guidance_probe": {"UNETLoader", "CLIPLoader", "CLIPVisionLoader", "WanImageToVideo", "KSampler", "VAEDecode",
                              "SaveVideo", "SaveImage", "FocalSemanticLayerProbe", "FocalSemanticLayerReport",
                              "FocalAttentionTransfer"},
@@ -78,15 +91,23 @@ STOCK_FILES = {
                                        "clip_vision_h.safetensors"},
     "wan2.2_i2v_a14b_focal_guidance": {tiny.WAN22_HIGH, tiny.WAN22_LOW, tiny.WAN_VAE,
                                        "umt5_xxl_fp8_e4m3fn_scaled.safetensors"},
+    "wan2.2_ti2v_5b_focal_guidance": {tiny.WAN22_TI2V, tiny.WAN22_VAE, "umt5_xxl_fp8_e4m3fn_scaled.safetensors"},
     "hunyuan_video_i2v_focal_guidance": {tiny.HUNYUAN_I2V, "clip_l.safetensors", "llava_llama3_fp8_scaled.safetensors",
                                          "llava_llama3_vision.safetensors", "hunyuan_video_vae_bf16.safetensors"},
+    "hunyuan_video_1.5_i2v_focal_guidance": {tiny.HUNYUAN15_I2V, tiny.HUNYUAN15_VAE,
+                                             "qwen_2.5_vl_7b_fp8_scaled.safetensors",
+                                             "byt5_small_glyphxl_fp16.safetensors",
+                                             "sigclip_vision_patch14_384.safetensors"},
     "focal_guidance_probe": {tiny.WAN_I2V, tiny.WAN_VAE, "umt5_xxl_fp8_e4m3fn_scaled.safetensors",
                              "clip_vision_h.safetensors"},
 }
 HUNYUAN_VAE = "hunyuan_video_vae_bf16.safetensors"
 PLACEHOLDERS = ["text_encoders/umt5_xxl_fp8_e4m3fn_scaled.safetensors", "text_encoders/clip_l.safetensors",
                 "text_encoders/llava_llama3_fp8_scaled.safetensors", "clip_vision/clip_vision_h.safetensors",
-                "clip_vision/llava_llama3_vision.safetensors", f"vae/{HUNYUAN_VAE}"]
+                "clip_vision/llava_llama3_vision.safetensors", f"vae/{HUNYUAN_VAE}",
+                "text_encoders/qwen_2.5_vl_7b_fp8_scaled.safetensors",
+                "text_encoders/byt5_small_glyphxl_fp16.safetensors",
+                "clip_vision/sigclip_vision_patch14_384.safetensors"]
 # What the host's official Wan2.2 template names, and the tiny file each name stands for.
 OFFICIAL_WAN22 = "03_video_wan2_2_14B_i2v_subgraphed"
 OFFICIAL_ALIASES = {"diffusion_models/wan2.2_i2v_high_noise_14B_fp8_scaled.safetensors": tiny.WAN22_HIGH,
@@ -240,13 +261,14 @@ def test_template_converts_every_executable_node(name, object_info):
 @pytest.mark.parametrize("name", WORKFLOWS)
 def test_unmodified_template_passes_the_hosts_validation(name, workflow_server, object_info):
     """/prompt validates the whole graph before it queues it (file names, combo values, ranges, link
-    types); the run then stops at the first loader whose file is an empty placeholder."""
+    types); the run then stops at the first loader whose file is an empty placeholder, or a narrow tiny
+    VAE that the stock VAELoader builds at full width."""
     api = to_api(load(name), object_info)
     with pytest.raises(ExecutionFailed) as failure:
         workflow_server.run(api, timeout=RUN_TIMEOUT)
     failed = api[failure.value.error["node_id"]]
-    placeholders = {rel.rsplit("/", 1)[1] for rel in PLACEHOLDERS}
-    assert {v for v in failed["inputs"].values() if isinstance(v, str)} & placeholders, failure.value.error
+    unloadable = {rel.rsplit("/", 1)[1] for rel in PLACEHOLDERS} | fixture.NARROW_VAES
+    assert {v for v in failed["inputs"].values() if isinstance(v, str)} & unloadable, failure.value.error
 
 
 def test_probe_api_graph_feeds_report_strings_to_the_transfer(object_info):

@@ -12,11 +12,17 @@ import zlib
 # ---- the swap table -----------------------------------------------------------------------------
 STANDIN_TEXT = "FocalStandInTextEncode"
 STANDIN_VISION = "FocalStandInClipVision"
+STANDIN_VAE = "FocalStandInVAELoader"
 TEXT_ENCODE_NODES = {"CLIPTextEncode": "text", "TextEncodeHunyuanVideo_ImageToVideo": "prompt"}  # type: text input
 VISION_ENCODE_NODES = {"CLIPVisionEncode": "image"}                                              # type: image input
 CLIP_LOADERS = {"CLIPLoader", "DualCLIPLoader"}
 VISION_LOADERS = {"CLIPVisionLoader"}
-FAMILIES = {"wan": "wan", "hunyuan_video": "hunyuan_video"}  # a CLIP loader's ``type``: the stand-in's family
+FAMILIES = {"wan": "wan", "hunyuan_video": "hunyuan_video",  # a CLIP loader's ``type``: the stand-in's family
+            "hunyuan_video_15": "hunyuan_video_15"}
+VISION_STANDINS = {"sigclip_vision_patch14_384.safetensors": "FocalStandInSigLIPVision"}  # else STANDIN_VISION
+# The narrow tiny VAEs of scripts/make_tiny_models.py that the stock VAELoader cannot build (it fixes
+# their full widths); STANDIN_VAE loads them through the host's own detection.
+NARROW_VAES = {"wan2.2_vae.safetensors", "hunyuanvideo15_vae_fp16.safetensors"}
 
 
 def _refs(api):
@@ -48,8 +54,10 @@ def substitute_standins(api, clip_standin=None):
 
     Text encoders become FocalStandInTextEncode (family from the CLIP loader's type, the same text or
     text link, seed crc32 of the node id so positive and negative differ); vision encoders become
-    FocalStandInClipVision. A CLIP loader still used elsewhere (Region Anchor's ``text_encoder``)
-    becomes ``clip_standin`` when given, else it is an error. Loaders nobody uses any more go.
+    FocalStandInClipVision (FocalStandInSigLIPVision for SigLIP); the narrow Wan2.2 / HunyuanVideo 1.5
+    VAEs load with FocalStandInVAELoader. A CLIP loader still used elsewhere (Region Anchor's
+    ``text_encoder``) becomes ``clip_standin`` when given, else it is an error. Loaders nobody uses any
+    more go.
     """
     api = copy.deepcopy(api)
     notes = []
@@ -62,9 +70,15 @@ def substitute_standins(api, clip_standin=None):
                 "seed": zlib.crc32(nid.encode()) & 0xFFFFFFFF}}
             notes.append(f"{nid} {kind} -> {STANDIN_TEXT} ({family})")
         elif kind in VISION_ENCODE_NODES:
-            api[nid] = {"class_type": STANDIN_VISION, "_meta": {"title": _title(node, kind)},
+            loader = api[node["inputs"]["clip_vision"][0]]
+            standin = VISION_STANDINS.get(loader["inputs"].get("clip_name"), STANDIN_VISION)
+            api[nid] = {"class_type": standin, "_meta": {"title": _title(node, kind)},
                         "inputs": {"image": node["inputs"][VISION_ENCODE_NODES[kind]]}}
-            notes.append(f"{nid} {kind} -> {STANDIN_VISION}")
+            notes.append(f"{nid} {kind} -> {standin}")
+        elif kind == "VAELoader" and node["inputs"]["vae_name"] in NARROW_VAES:
+            api[nid] = {"class_type": STANDIN_VAE, "_meta": {"title": _title(node, kind)},
+                        "inputs": dict(node["inputs"])}
+            notes.append(f"{nid} {kind} -> {STANDIN_VAE} ({node['inputs']['vae_name']})")
     refs = _refs(api)
     for nid, node in list(api.items()):
         kind = node["class_type"]
