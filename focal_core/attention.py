@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import math
 
 import torch
+from torch.nn.attention import SDPBackend
 
 EPS = 1e-12
 LOW_PRECISION = (torch.bfloat16, torch.float16)
@@ -186,28 +187,54 @@ def text_cross_attention(q, k, v, edits, key_mask=None, chunk_size: int = 1024, 
     return out, plan.recorded()
 
 
+_FLASH, _EFFICIENT = int(SDPBackend.FLASH_ATTENTION), int(SDPBackend.EFFICIENT_ATTENTION)
+
+
+def _sdpa_choice(q, k, v, key_mask) -> int:
+    """The kernel ``F.scaled_dot_product_attention`` runs for these inputs (an ``SDPBackend`` value)."""
+    return torch._fused_sdp_choice(q, k, v, attn_mask=key_mask)
+
+
+def _cuda_flash_fits(q, key_mask) -> bool:
+    return q.dtype in LOW_PRECISION and key_mask is None and q.shape[-1] <= 256 and q.shape[-1] % 8 == 0
+
+
+def lse_output_is_sdpas(q, k, v, key_mask=None) -> bool:
+    """Whether :func:`joint_attention_lse` returns, for these inputs, exactly the output of
+    ``F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask)``: SDPA picks a fused kernel that
+    also gives the log-sum-exp, and :func:`joint_attention_lse` calls that very kernel. Then one
+    attention serves both the block's output and the recording."""
+    choice = _sdpa_choice(q, k, v, key_mask)
+    if q.device.type == "cpu":
+        return choice == _FLASH
+    if q.is_cuda:
+        return choice == (_FLASH if _cuda_flash_fits(q, key_mask) else _EFFICIENT)
+    return False
+
+
 def joint_attention_lse(q, k, v, key_mask=None, chunk_size: int = 1024):
     """``(out, lse)`` of one joint attention, ``lse [b, h, n]`` (fp32) the natural log-sum-exp of each
     query's scaled logits over all keys; never forms the [n, n] map.
 
-    CPU: the fused flash kernel that ``F.scaled_dot_product_attention`` itself dispatches to, so
-    ``out`` equals the host's SDPA output bit for bit. CUDA: the flash kernel (bf16/fp16, no mask)
-    or the memory-efficient kernel, both of which return the lse. Anything else: exact math in query
-    chunks sized so one chunk's logits stay within ``chunk_size·n`` floats per head.
+    CPU: the fused flash kernel, when SDPA itself picks it for these inputs (then ``out`` equals
+    SDPA's output bit for bit). CUDA: the flash kernel (bf16/fp16, no mask) or the memory-efficient
+    kernel, both of which return the lse. Anything else: exact math in query chunks sized so one
+    chunk's logits stay within ``chunk_size·n`` floats per head.
     """
     if q.device.type == "cpu":
-        out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v, attn_mask=key_mask)[:2]
-        return out, lse
-    try:   # a kernel that refuses these inputs (head dim, mask layout, dtype) says so at the call
-        if q.is_cuda and q.dtype in LOW_PRECISION and key_mask is None and q.shape[-1] <= 256:
-            out, lse = torch.ops.aten._scaled_dot_product_flash_attention(q, k, v)[:2]
+        if _sdpa_choice(q, k, v, key_mask) == _FLASH:
+            out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v, attn_mask=key_mask)[:2]
             return out, lse
-        if q.is_cuda:
+    elif q.is_cuda:
+        try:   # a kernel that refuses these inputs (head dim, mask layout, dtype) says so at the call
+            if _cuda_flash_fits(q, key_mask):
+                out, lse = torch.ops.aten._scaled_dot_product_flash_attention(q, k, v)[:2]
+                return out, lse
             bias = None if key_mask is None else key_mask.to(q.dtype).expand(q.shape[0], q.shape[1], q.shape[2], -1)
             out, lse = torch.ops.aten._scaled_dot_product_efficient_attention(q, k, v, bias, True)[:2]
             return out, lse[..., :q.shape[-2]]
-    except RuntimeError:
-        pass
+        except RuntimeError:
+            pass
     return _joint_attention_lse_math(q, k, v, key_mask, chunk_size)
 
 
@@ -239,7 +266,7 @@ def joint_attention_text_edit(q, k, v, n_video: int, edits, key_mask=None, chunk
     Nothing of size [n, n] is ever allocated.
     Returns ``(out [b, h, n_video + l, d], recorded)`` as :func:`text_cross_attention` does;
     text-query rows are unchanged, and with only recording edits ``out`` is the fused kernel's
-    output itself (on CPU bit-identical to the host's SDPA).
+    output itself: SDPA's own output, bit for bit, where :func:`lse_output_is_sdpas` says so.
     """
     d = q.shape[-1]
     out, lse = joint_attention_lse(q, k, v, key_mask, chunk_size)

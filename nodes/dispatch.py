@@ -7,7 +7,11 @@ chained to whatever was there before:
 - one ``optimized_attention_override`` that routes each CFG chunk of a tagged block's text
   attention (the call the model's family recognises by its key count): chunks that no handler
   changes keep the host kernel (and any earlier override), called with a ``cond_or_uncond`` that
-  lists exactly the chunks it is given;
+  lists exactly the chunks it is given. One exception: a chunk that is only recorded, when the
+  host kernel is plain SDPA with no earlier override and the family's edit returns SDPA's very
+  output (HunyuanVideo's joint attention), is computed once by the pack, output and recording
+  together; under any other kernel or override the host call stays and the recording costs a
+  second joint attention;
 - one OUTER_SAMPLE wrapper that starts every handler's run state and resets it in ``finally``.
 Every later node (a probe, a second transfer) only appends its handler to the model's
 :class:`FocalPlan` (IPAdapter's one replacement per layer, accumulating adapters). In one text
@@ -17,6 +21,7 @@ partial batch. The plan lives in ``transformer_options``; the run lives in the s
 copy of it, so nothing outlives the run.
 """
 from dataclasses import dataclass, field
+import functools
 
 import comfy.patcher_extension
 import torch
@@ -145,6 +150,23 @@ def _observe_block(run: FocalRun, block: int, args, out):
             handler.on_block(state, call, args, out, run.ctx)
 
 
+@functools.cache
+def _host_sdpa() -> tuple[tuple, bool]:
+    """The host's plain SDPA attention, as the override receives it (``wrap_attn`` passes the
+    undecorated function) and decorated, and whether the host runs SDPA under its own CUDA backend
+    priority (Windows: cuDNN first), a choice the pack's kernel cannot follow. Looked up at the
+    first call, after the host chose its kernel."""
+    import comfy.ops
+    from comfy.ldm.modules.attention import attention_pytorch
+    return ((attention_pytorch, getattr(attention_pytorch, "__wrapped__", attention_pytorch)),
+            hasattr(comfy.ops, "SDPA_BACKEND_PRIORITY"))
+
+
+def _is_host_sdpa(func, q) -> bool:
+    kernels, cuda_reprioritised = _host_sdpa()
+    return any(func is kernel for kernel in kernels) and not (q.is_cuda and cuda_reprioritised)
+
+
 def _dispatcher(previous):
     def call_previous(func, *args, **kwargs):
         if previous is not None:
@@ -157,13 +179,14 @@ def _dispatcher(previous):
         if run is None or block is None or not run.plan.family.is_text_call(args[0], args[1], run.ctx.n_video,
                                                                             run.ctx.text):
             return call_previous(func, *args, **kwargs)
-        return _text_attention(run, block, func, args, kwargs, options, call_previous)
+        host_is_sdpa = previous is None and _is_host_sdpa(func, args[0])
+        return _text_attention(run, block, func, args, kwargs, options, call_previous, host_is_sdpa)
 
     return override
 
 
 @torch.compiler.disable  # explicit attention in a few blocks: keep it out of compiled graphs
-def _text_attention(run: FocalRun, block: int, func, args, kwargs, options, call_previous):
+def _text_attention(run: FocalRun, block: int, func, args, kwargs, options, call_previous, host_is_sdpa: bool):
     family, ctx = run.plan.family, run.ctx
     q, k, v = args[:3]
     branches = list(options.get("cond_or_uncond", [0]))
@@ -183,26 +206,28 @@ def _text_attention(run: FocalRun, block: int, func, args, kwargs, options, call
         return call_previous(func, *args, **kwargs)
 
     heads = kwargs["heads"] if "heads" in kwargs else args[3]
-    changing = [changes_output(e for _, _, e in edits) for _, _, edits in chunks]
+    mask = kwargs.get("mask")
+    masks = [None if mask is None else _rows_of(mask, rows, q.shape[0]) for rows, _, _ in chunks]
+    computed = [bool(edits) and (changes_output(e for _, _, e in edits) or host_is_sdpa and
+                                 family.records_with_sdpas_output(q[rows], k[rows], v[rows], chunk_mask))
+                for (rows, _, edits), chunk_mask in zip(chunks, masks)]
     out = None
-    for first, last in _runs(changing):   # chunks no edit changes: the host's exact output
+    for first, last in _runs(computed):   # chunks the pack does not compute: the host's exact output
         rows = slice(chunks[first][0].start, chunks[last][0].stop)
         host = call_previous(func, q[rows], k[rows], v[rows], *args[3:],
                              **_sub_kwargs(kwargs, options, rows, q.shape[0], branches[first:last + 1]))
         if out is None:
             out = host.new_empty((q.shape[0],) + tuple(host.shape[1:]))
         out[rows] = host
-    mask = kwargs.get("mask")
-    for (rows, call, edits), change in zip(chunks, changing):
+    for (rows, call, edits), chunk_mask, own in zip(chunks, masks, computed):
         if not edits:
             continue
-        chunk_mask = None if mask is None else _rows_of(mask, rows, q.shape[0])
         try:
             res, recorded = family.edit(q[rows], k[rows], v[rows], heads, ctx.n_video, [e for _, _, e in edits],
-                                        chunk_mask, need_output=change)
+                                        chunk_mask, need_output=own)
         except ValueError as err:
             raise ValueError(f"Focal Guidance, block {block} of {family.variant}: {err}.") from None
-        if change:
+        if own:
             if out is None:
                 out = res.new_empty((q.shape[0],) + tuple(res.shape[1:]))
             out[rows] = res

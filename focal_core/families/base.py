@@ -113,6 +113,12 @@ class Family:
         """Whether an attention call of a block is its text attention, by its key length."""
         raise NotImplementedError
 
+    def records_with_sdpas_output(self, q, k, v, mask) -> bool:
+        """Whether :meth:`edit`, for a chunk with only recording edits, returns exactly the output the
+        host's SDPA kernel gives for this call, so the dispatcher can skip the host call. Only a joint
+        attention gains from it: its recording needs one whole attention anyway."""
+        return False
+
     def edit(self, q, k, v, heads: int, n_video: int, edits, mask, need_output: bool):
         """The edited attention of one CFG chunk in the host's layout: ``(out or None, recorded)``."""
         raise NotImplementedError

@@ -7,7 +7,7 @@ plus the text stream, so the text call is the one with more keys than video toke
 context of the I2V model starts with the LLaVA image tokens, whose count depends on the encoder
 node's ``image_interleave``; an anchor is placed from the context's end, where its prompt ends.
 """
-from ..attention import joint_attention_text_edit
+from ..attention import joint_attention_text_edit, lse_output_is_sdpas
 from .base import Family, ModelInfo, TextLayout, count_real
 
 # LLaMA-3 ids of the user turn; ComfyUI crops the HunyuanVideo template there.
@@ -62,13 +62,11 @@ class HunyuanVideo(Family):
     def is_text_call(self, q, k, n_video: int, text: dict) -> bool:
         return k.shape[-2] == q.shape[-2] and k.shape[-2] > n_video
 
+    def records_with_sdpas_output(self, q, k, v, mask) -> bool:
+        return lse_output_is_sdpas(q, k, v, _key_mask(mask))
+
     def edit(self, q, k, v, heads: int, n_video: int, edits, mask, need_output: bool):
-        key_mask = None
-        if mask is not None:   # the host's joint mask is additive [1, 1, L]; SDPA wants it broadcastable to 4-d
-            key_mask = mask.float()
-            while key_mask.ndim < 4:
-                key_mask = key_mask.unsqueeze(-2) if key_mask.ndim == 3 else key_mask.unsqueeze(0)
-        out, recorded = joint_attention_text_edit(q, k, v, n_video, edits, key_mask=key_mask)
+        out, recorded = joint_attention_text_edit(q, k, v, n_video, edits, key_mask=_key_mask(mask))
         b, h, n, d = out.shape   # the host returns [b, l, heads·d]
         return out.transpose(1, 2).reshape(b, n, h * d), recorded
 
@@ -76,3 +74,12 @@ class HunyuanVideo(Family):
         stream = out["txt"][row] if "txt" in out else out["img"][row, n_video:]   # double / single block
         start = text.stream_start + text.prompt_start
         return out["img"][row, :n_video], stream[start:start + text.real]
+
+
+def _key_mask(mask):
+    """The host's joint mask (additive, [1, 1, L] in the model dtype) shaped as the host's SDPA call shapes it."""
+    if mask is not None and mask.ndim == 2:
+        mask = mask.unsqueeze(0)
+    if mask is not None and mask.ndim == 3:
+        mask = mask.unsqueeze(1)
+    return mask

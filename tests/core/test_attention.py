@@ -8,7 +8,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from focal_guidance.focal_core.attention import (
     TextEdit, _joint_attention_lse_math, blend_probabilities, joint_attention_lse, joint_attention_text_edit,
-    text_cross_attention)
+    lse_output_is_sdpas, text_cross_attention)
 
 B, H, N, L, D = 1, 2, 37, 11, 16
 
@@ -259,6 +259,32 @@ def test_joint_record_only_keeps_the_sdpa_output_bit_for_bit(with_mask):
     assert torch.equal(out, F.scaled_dot_product_attention(q, k, v, attn_mask=mask))
     _, ref_text_p = naive_joint(q, k, v, 30, mask=mask)
     torch.testing.assert_close(rec, ref_text_p[..., [0, 3]], atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("with_mask", [False, True])
+def test_record_only_joint_edit_in_model_dtype_is_sdpas_output_when_it_says_so(dtype, with_mask):
+    """The dispatcher's one-call recording: where ``lse_output_is_sdpas`` holds, the edit's output is
+    the host's SDPA output bit for bit, the mask in the model dtype as the host passes it."""
+    q, k, v, mask = (t.to(dtype) if t is not None else None for t in joint_inputs(seed=11, masked=with_mask))
+    if mask is not None:
+        mask = mask.clamp_min(torch.finfo(dtype).min)   # the host's padding value in the model dtype
+    assert lse_output_is_sdpas(q, k, v, mask)
+    out, (rec,) = joint_attention_text_edit(q, k, v, 30, [TextEdit(record_columns=slice(None))], key_mask=mask)
+    assert torch.equal(out, F.scaled_dot_product_attention(q, k, v, attn_mask=mask))
+    _, ref_text_p = naive_joint(q.float(), k.float(), v.float(), 30, mask=None if mask is None else mask.float())
+    torch.testing.assert_close(rec, ref_text_p.mean(1), atol=OUT_TOL[dtype] / 4, rtol=1e-2)
+
+
+def test_inputs_sdpa_runs_in_its_math_path_are_not_claimed_and_stay_exact():
+    """Queries whose head dim is not contiguous send SDPA to its math path on CPU: no fused kernel
+    gives the log-sum-exp, so the dispatcher keeps the host call; the chunked fallback is still exact."""
+    q, k, v, mask = joint_inputs(seed=12)
+    q = q.transpose(-1, -2).contiguous().transpose(-1, -2)
+    assert not lse_output_is_sdpas(q, k, v, mask)
+    out, lse = joint_attention_lse(q, k, v, mask, chunk_size=8)
+    torch.testing.assert_close(out, F.scaled_dot_product_attention(q, k, v, attn_mask=mask), atol=1e-5, rtol=1e-5)
+    logits = (q @ k.transpose(-1, -2)) / math.sqrt(D) + mask
+    torch.testing.assert_close(lse, torch.logsumexp(logits, -1), atol=1e-5, rtol=1e-5)
 
 
 def test_joint_blend_without_bias_matches_materialised_reference():

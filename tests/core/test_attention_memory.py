@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from focal_guidance.focal_core.attention import (
-    TextEdit, _joint_attention_lse_math, joint_attention_text_edit, text_cross_attention)
+    TextEdit, _joint_attention_lse_math, joint_attention_text_edit, lse_output_is_sdpas, text_cross_attention)
 
 H, D, N_VIDEO, N_TEXT = 2, 16, 280, 20
 N = N_VIDEO + N_TEXT
@@ -63,6 +63,20 @@ def test_joint_edit_allocates_nothing_of_size_n_by_n(kind, masked):
     with LargestTensor() as seen:
         joint_attention_text_edit(q, k, v, N_VIDEO, EDITS[kind], key_mask=mask, chunk_size=64)
     assert seen.numel < N * N, (kind, seen.op, seen.numel)
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_one_call_recording_allocates_nothing_of_size_n_by_n(fused):
+    """The dispatcher's one-call recording (HunyuanVideo on the host's SDPA): the kernel check, then
+    the record-only joint edit whose output the block uses; with queries SDPA would not fuse (head
+    dim not contiguous) it runs the chunked math."""
+    q, k, v = qkv()
+    if not fused:
+        q = q.transpose(-1, -2).contiguous().transpose(-1, -2)
+    with LargestTensor() as seen:
+        assert lse_output_is_sdpas(q, k, v) == fused
+        joint_attention_text_edit(q, k, v, N_VIDEO, EDITS["source"], chunk_size=64)
+    assert seen.numel < N * N, (seen.op, seen.numel)
 
 
 def test_exact_fallback_allocates_nothing_of_size_n_by_n():

@@ -36,6 +36,20 @@ def test_probe_then_transfer_samples_like_the_transfer_alone(tiny_models, family
     assert len(attention_maps(handle)) == 6  # the probe recorded every block, with cfg 1 too
 
 
+def test_probe_then_transfer_on_the_hosts_sdpa_samples_like_the_transfer_alone(tiny_models, monkeypatch):
+    """HunyuanVideo on the host's SDPA kernel: the probe's record-only blocks compute their own output
+    in one joint attention (tests/host/test_families.py); beside the transfer's edited blocks the
+    sample is still exactly the transfer's alone."""
+    import comfy.ldm.flux.math
+    from comfy.ldm.modules.attention import attention_pytorch
+    monkeypatch.setattr(comfy.ldm.flux.math, "optimized_attention", attention_pytorch)
+    model = _host.load(tiny_models, "hunyuan_i2v")
+    probed, handle = probe(model, steps=2)
+    both = _host.sample(transfer(probed, weak="2", sources="1"), "hunyuan_i2v")
+    assert torch.equal(both, _host.sample(transfer(model, weak="2", sources="1"), "hunyuan_i2v"))
+    assert len(attention_maps(handle)) == 6
+
+
 def test_probe_records_the_attention_the_model_uses_in_either_order(tiny_models):
     model = _host.load(tiny_models, "wan_t2v")
     probed_plain, plain = probe(model)

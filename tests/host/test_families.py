@@ -103,6 +103,57 @@ def test_recording_is_bit_identical_and_reads_the_familys_prompt_columns(family_
                                full[:, list(prompt)].float().sum(-1).cpu())
 
 
+@pytest.fixture
+def joint_rows(monkeypatch):
+    """The host's plain SDPA kernel for the joint blocks (what --use-pytorch-cross-attention selects,
+    set where the blocks read it), and the joint-attention rows computed by the host's SDPA and by
+    the pack's fused kernel, counted where each is called."""
+    import comfy.ldm.flux.math
+    import comfy.ops
+    from comfy.ldm.modules.attention import attention_pytorch
+    from focal_guidance.focal_core import attention
+    monkeypatch.setattr(comfy.ldm.flux.math, "optimized_attention", attention_pytorch)
+    rows = {"host": 0, "pack": 0}
+    video_tokens = 2 * 4 * 6
+
+    def counting(kind, fn):
+        def counted(q, *args, **kwargs):
+            if q.shape[-2] > video_tokens:
+                rows[kind] += q.shape[0]
+            return fn(q, *args, **kwargs)
+        return counted
+    host_sdpa = comfy.ops.scaled_dot_product_attention
+    monkeypatch.setattr(comfy.ops, "scaled_dot_product_attention", counting("host", host_sdpa))
+    monkeypatch.setattr(attention, "joint_attention_lse", counting("pack", attention.joint_attention_lse))
+    return rows
+
+
+def identity_override(func, *args, **kwargs):
+    """Another pack's attention override, installed before Focal Guidance: it keeps the host kernel."""
+    return func(*args, **kwargs)
+
+
+@pytest.mark.parametrize("family", ["hunyuan_i2v", "hunyuan15_i2v"])
+@pytest.mark.parametrize("earlier_override", [False, True], ids=["sdpa", "sdpa-under-another-override"])
+def test_recorded_joint_attention_runs_once_on_the_hosts_sdpa(tiny_models, joint_rows, family, earlier_override):
+    """On the host's SDPA a recorded HunyuanVideo block attends each row once: the pack's fused
+    kernel gives the output and the text mass together, bit-identical. Under another pack's override
+    the host call stays in charge of the output and the recording costs a second attention."""
+    model = _host.load(tiny_models, family)
+    if earlier_override:
+        model = model.clone()
+        model.model_options.setdefault("transformer_options", {})["optimized_attention_override"] = identity_override
+    base = _host.sample(model, family, steps=4)
+    plain = joint_rows["host"]
+    assert plain == 4 * 6 * 2   # 4 steps × 6 blocks × (cond, uncond)
+    joint_rows.update(host=0, pack=0)
+    patched, handler = probed(model, steps=3)
+    assert torch.equal(base, _host.sample(patched, family, steps=4))
+    assert joint_rows["pack"] == 3 * 6   # the positive row of 3 recorded steps × 6 blocks
+    assert joint_rows["host"] == (plain if earlier_override else plain - joint_rows["pack"])
+    assert len(handler.last.maps["attention"]) == 3 * 6
+
+
 def test_only_the_chosen_block_changes(family_model):
     family, model = family_model
 
