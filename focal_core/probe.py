@@ -5,8 +5,8 @@ Two response maps per block, both reduced on the fly to one value per video toke
     tokens), head-averaged, computed in query chunks; the host kernel keeps the block's output.
 (b) ``hidden``: cosine between the block's output hidden state and the mean of the real prompt
     tokens of its text context.
-Only [frames, h, w] maps of the recorded steps reach the CPU: 40 blocks × 4 steps × 2 metrics ×
-32,760 tokens × 4 bytes ≈ 42 MB for Wan 14B at 480p/81 frames.
+Only [frames, h, w] maps of the recorded steps reach the CPU, all of a step's maps in one copy:
+40 blocks × 4 steps × 2 metrics × 32,760 tokens × 4 bytes ≈ 42 MB for Wan 14B at 480p/81 frames.
 """
 from dataclasses import dataclass, field
 
@@ -101,9 +101,26 @@ class ProbeState:
     text: object               # the branch's TextLayout (focal_core.families), None when unknown
     steps: set
     recording: ProbeRecording
+    pending: list = field(default_factory=list)   # (metric, (step, block), map on the model's device)
+
+    def keep(self, metric: str, step: int, block: int, response: torch.Tensor):
+        """Hold a block's map on its device; a new step first moves the previous step's maps."""
+        if self.pending and self.pending[-1][1][0] != step:
+            self.move_to_cpu()
+        self.pending.append((metric, (step, block), response.view(self.recording.grid)))
+
+    def move_to_cpu(self):
+        """One copy (one device sync) for all of a step's maps, instead of one per block and metric."""
+        if not self.pending:
+            return
+        maps = torch.stack([m for _, _, m in self.pending]).cpu().unbind()
+        for (metric, key, _), response in zip(self.pending, maps):
+            self.recording.maps[metric][key] = response
+        self.pending = []
 
     def reset(self):
         self.steps = set()
+        self.pending = []
 
 
 class SemanticProbe(Handler):
@@ -140,6 +157,7 @@ class SemanticProbe(Handler):
                           recording=ProbeRecording(grid=ctx.grid, steps=steps))
 
     def end_run(self, state: ProbeState, output):
+        state.move_to_cpu()
         self.recordings.publish(state.recording, output)
         state.reset()
 
@@ -153,8 +171,7 @@ class SemanticProbe(Handler):
         return TextEdit(record_columns=columns if columns is not None else slice(None))
 
     def after(self, state: ProbeState, call: TextCall, recorded):
-        response = recorded[0].float().sum(-1)
-        state.recording.maps["attention"][(call.step, call.block)] = response.view(state.recording.grid).cpu()
+        state.keep("attention", call.step, call.block, recorded[0].float().sum(-1))
 
     def on_block(self, state: ProbeState, call: TextCall, args, out, ctx: RunContext):
         if not self._recording(state, call.branch, call.step):
@@ -163,7 +180,7 @@ class SemanticProbe(Handler):
             return
         hidden, text = ctx.family.block_states(args, out, call.row, ctx.n_video, state.text)
         cosine = F.cosine_similarity(hidden.float(), text.float().mean(0, keepdim=True), dim=-1)
-        state.recording.maps["hidden"][(call.step, call.block)] = cosine.view(ctx.grid).cpu()
+        state.keep("hidden", call.step, call.block, cosine)
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,31 @@ def test_recording_is_bit_identical_and_complete(tiny_models, family):
         assert all(m.shape == (2, 4, 6) and m.device.type == "cpu" for m in recording.maps[metric].values())
 
 
+def test_each_steps_maps_reach_the_cpu_in_one_copy_with_the_values_the_blocks_gave(tiny_models, monkeypatch):
+    from focal_guidance.focal_core.probe import ProbeState
+    given, copies = {}, []
+    keep, move = ProbeState.keep, ProbeState.move_to_cpu
+
+    def spy_keep(state, metric, step, block, response):
+        given[(metric, step, block)] = response.detach().clone()
+        keep(state, metric, step, block, response)
+
+    def spy_move(state):
+        if state.pending:
+            copies.append(sorted({key for _, key, _ in state.pending}))
+        move(state)
+    monkeypatch.setattr(ProbeState, "keep", spy_keep)
+    monkeypatch.setattr(ProbeState, "move_to_cpu", spy_move)
+    model = _host.load(tiny_models, "wan_i2v")
+    patched, handle = probe(model, steps=3)
+    _host.sample(patched, "wan_i2v", steps=4)
+    recording = handle.recordings.runs[-1]
+    assert copies == [[(step, block) for block in range(6)] for step in recording.steps]
+    assert len(given) == 2 * 3 * 6
+    for (metric, step, block), response in given.items():
+        assert torch.equal(recording.maps[metric][(step, block)], response.view(recording.grid))
+
+
 @pytest.mark.parametrize("family", ["wan_i2v", "hunyuan_i2v"])
 def test_report_outputs_images_sets_json_and_ui(tiny_models, family):
     model = _host.load(tiny_models, family)
