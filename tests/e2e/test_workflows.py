@@ -323,13 +323,13 @@ def video_frames(path):
 
 
 def check_outputs(server, object_info, api, entry):
-    """Every output node has outputs in /history and its files exist; returns {node id: [paths]}."""
+    """Every output node has outputs in /history and every file they name exists (the Report's are UI
+    data only); returns {node id: [paths]}."""
     paths = server.output_paths(entry)
     for nid, node in api.items():
         if object_info[node["class_type"]].get("output_node"):
             assert nid in entry["outputs"], f"output node {nid} {node['class_type']} left nothing in /history"
-            assert paths.get(nid), f"{nid} {node['class_type']}: no files in {entry['outputs'][nid]}"
-            for path in paths[nid]:
+            for path in paths.get(nid, []):
                 assert path.is_file() and path.stat().st_size > 0, path
     return paths
 
