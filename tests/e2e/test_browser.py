@@ -126,6 +126,11 @@ CHECKSUM = f"""() => {{
     for (let i = 0; i < data.length; i += 1) sum = (sum * 31 + data[i]) % 2147483647;
     return sum;
 }}"""
+HAS_COLOUR = f"""([r, g, b]) => {{
+    const c = {VIEW}, data = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+    for (let i = 0; i < data.length; i += 4) if (data[i] === r && data[i + 1] === g && data[i + 2] === b) return true;
+    return false;
+}}"""
 SELECTED_IS = f"(block) => {NODE}.properties['selected block'] === block"
 # Fresh user folder: skip the first-run templates dialog and keep the minimap off the node.
 SETTINGS = {"Comfy.TutorialCompleted": True, "Comfy.Minimap.Visible": False, "Comfy.VueNodes.Enabled": False}
@@ -215,6 +220,10 @@ def _report_output(server):
     return outputs[0]
 
 
+def _rgb(hex_colour):
+    return [int(hex_colour[i:i + 2], 16) for i in (1, 3, 5)]
+
+
 def _click(page, rect, tiles, x, y):
     """A real mouse click at canvas pixel (x, y)."""
     page.mouse.click(rect["x"] + x * rect["w"] / tiles["width"], rect["y"] + y * rect["h"] / tiles["height"])
@@ -273,6 +282,14 @@ def test_probe_report_canvas_draws_one_chart_and_selects(page, browser_server, a
     _click(page, rect, tiles, (left + right) / 2, tiles["top"] * 0.5)
     page.wait_for_function(SELECTED_IS, arg=column, timeout=5_000)
     page.screenshot(path=str(artifacts_dir / "probe_report_selected.png"))
+
+    # The view draws with the palette the message brings (nodes/plots.py owns it): a colour the message
+    # changes shows up on the canvas (the legend swatch is drawn at whole pixels, so exactly).
+    assert page.evaluate(HAS_COLOUR, _rgb(panel["palette"]["similarity"]))
+    recoloured = {**panel, "palette": {**panel["palette"], "similarity": "#12ab34"}}
+    assert not page.evaluate(HAS_COLOUR, _rgb("#12ab34"))
+    page.evaluate(f"(message) => {NODE}.onExecuted(message)", {"focal_probe": [recoloured]})
+    page.wait_for_function(HAS_COLOUR, arg=_rgb("#12ab34"), timeout=5_000)
 
     # Removing the node takes its view off the page.
     view = page.evaluate_handle(f"() => {VIEW}")
