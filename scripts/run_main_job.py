@@ -242,7 +242,8 @@ def verdict(s, kappa):
         return (f"With the shipped defaults Focal Guidance patched NOTHING on this model: the Semantic Layer "
                 f"Report (kappa {kappa:g}) found no Semantic-Weak block in any of the {n} clips, so Focal Attention "
                 f"Transfer passed the model through and every focal pass equals its baseline.")
-    return (f"Focal Guidance patched {s['patched']} of {n} clips (the others had no Semantic-Weak block). "
+    unpatched = f" (the Report found no Semantic-Weak block in the other {n - s['patched']})" if s["patched"] < n else ""
+    return (f"With the shipped defaults Focal Guidance patched {s['patched']} of {n} clips{unpatched}. "
             f"Followed the prompt: baseline {s['followed']['baseline']}/{n}, Focal Guidance "
             f"{s['followed']['focal']}/{n} ({s['wins']} won, {s['losses']} lost); mean move along the "
             f"instruction (target {task.TRAVEL}): baseline {s['mean_along']['baseline']:.2f}, Focal Guidance "
