@@ -28,8 +28,8 @@ Run it under the host's venv: it needs torch to write the start latents and scor
      weak and responsive blocks stay wired into the transfer, as in the workflow.
 3. Posts the graphs to /prompt, waits, stops the server, scores each pass's latent with task.score,
    and writes under --out: graphs/ (the API graph posted for each clip), output/ (per clip the
-   report's curve and heatmaps and both latents), strips.png (per clip: baseline frames | Focal Guidance frames, with their scores), result.json
-   and server.log.
+   report's curve and heatmaps and both latents), strips.png (per clip: the target, the baseline and
+   the Focal Guidance frames, with their scores), result.json and server.log.
 
 When the Report finds no Semantic-Weak block, the transfer passes the model through unchanged and the
 focal pass equals the baseline; the job says so for every such clip, and overall.
@@ -242,7 +242,8 @@ def verdict(s, kappa):
         return (f"With the shipped defaults Focal Guidance patched NOTHING on this model: the Semantic Layer "
                 f"Report (kappa {kappa:g}) found no Semantic-Weak block in any of the {n} clips, so Focal Attention "
                 f"Transfer passed the model through and every focal pass equals its baseline.")
-    unpatched = f" (the Report found no Semantic-Weak block in the other {n - s['patched']})" if s["patched"] < n else ""
+    others = n - s["patched"]
+    unpatched = f" (the Report found no Semantic-Weak block in the other {others})" if others else ""
     return (f"With the shipped defaults Focal Guidance patched {s['patched']} of {n} clips{unpatched}. "
             f"Followed the prompt: baseline {s['followed']['baseline']}/{n}, Focal Guidance "
             f"{s['followed']['focal']}/{n} ({s['wins']} won, {s['losses']} lost); mean move along the "
@@ -302,7 +303,7 @@ def main(argv=None):
     try:
         model = link_model(models_dir)
         print(f"run_main_job: model {model} -> {harness.MODEL_FILE}", flush=True)
-        for stale in ("output", "temp", "input", "graphs", "server.log", "result.json", "strips.png"):  # this run's files only
+        for stale in ("output", "temp", "input", "graphs", "server.log", "result.json", "strips.png"):
             path = out_dir / stale
             shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
         server = ComfyServer(out_dir, models_dir=models_dir)
