@@ -14,9 +14,10 @@ Configurations:
 - weak:   anchor bias on 8 keyword columns + cache blend (alpha 0.3, head mean, all text columns);
 - source: records the head-mean probabilities of all text columns (a transfer's source block);
 - probe:  records the head-mean probabilities of the 8 keyword columns (Semantic Layer Probe).
-Recording blocks keep the host kernel's output, as the dispatcher runs them: the host call plus a
-record-only call. For HunyuanVideo, "… 1 call" is the record-only joint edit alone, whose output is
-the same fused kernel's (bit-identical to the host's SDPA on CPU), i.e. one joint attention.
+Recording blocks keep the host kernel's output, as the dispatcher runs them. Wan: the host call plus
+a record-only call. HunyuanVideo on the host's SDPA (plain here): one joint attention, the pack's
+fused kernel, whose output is SDPA's own; "… 2 calls" is the same block under another attention
+kernel or another pack's override, where the host call stays and the recording adds a second one.
 
     python benchmarks/cost.py                  # CPU, reduced sizes (printed), about 8 min of CPU time
     python benchmarks/cost.py --device cuda    # Wan2.1-14B 480p and HunyuanVideo 720p widths and tokens
@@ -196,13 +197,13 @@ def wan_text_attention(kind, edit_kinds):
 
 
 def hunyuan_joint_attention(kind, edit_kinds, n_video):
-    """An attention override doing what the HunyuanVideo family does for the joint call."""
-    from focal_guidance.focal_core.attention import joint_attention_text_edit
+    """An attention override doing what the dispatcher does for HunyuanVideo's joint call."""
+    from focal_guidance.focal_core.attention import joint_attention_text_edit, lse_output_is_sdpas
 
     def run(q, k, v, mask, host):
-        one_call = kind.endswith("1 call")
-        record_only = kind != "weak"
-        out = host() if record_only and not one_call else None
+        out = host() if kind.endswith("2 calls") else None
+        if kind in ("source", "probe") and not lse_output_is_sdpas(q, k, v, mask):
+            raise RuntimeError("SDPA does not fuse these inputs, so the dispatcher would make two calls")
         res, _ = joint_attention_text_edit(q, k, v, n_video, edit_kinds[kind.split()[0]], key_mask=mask)
         if out is not None:
             return out
@@ -302,7 +303,7 @@ def section_hunyuan_call(bench, torch, dev, dtype, heads, n_video):
     def host():
         return optimized_attention(q, k, v, heads, skip_reshape=True)
     configs = {"plain": host}
-    for kind in ("weak", "source", "source 1 call", "probe", "probe 1 call"):
+    for kind in ("weak", "source", "source 2 calls", "probe", "probe 2 calls"):
         run, _ = hunyuan_joint_attention(kind, kinds, n_video)
         configs[kind] = lambda run=run: run(q, k, v, None, host)
     return bench.compare(f"HunyuanVideo joint attention call: {n_video} video + {HUNYUAN_TEXT} text tokens, "
@@ -321,7 +322,7 @@ def section_hunyuan_block(bench, torch, dev, dtype, heads, n_video):
     vec = torch.randn(1, hidden, generator=gen).to(dev, dtype)
     kinds = edits(torch, n_video, HUNYUAN_TEXT, dev)
     configs = {}
-    for kind in ("plain", "weak", "source", "source 1 call", "probe", "probe 1 call"):
+    for kind in ("plain", "weak", "source", "source 2 calls", "probe", "probe 2 calls"):
         options = {"optimized_attention_override": hunyuan_joint_attention(kind, kinds, n_video)[1]}
 
         def call(options=options):
