@@ -56,11 +56,16 @@ def observe_edit(state: AutoState) -> TextEdit:
 
 
 def record(state: AutoState, step: int, block: int, recorded: torch.Tensor):
+    """Keeps the block's map on the model's device: :func:`pick` moves the whole observation at once."""
     response = recorded[0].float().sum(-1)
-    state.recording.maps["attention"][(step, block)] = response.view(state.recording.grid).cpu()
+    state.recording.maps["attention"][(step, block)] = response.view(state.recording.grid)
 
 
 def pick(settings: AutoSettings, state: AutoState, num_blocks: int) -> ProbeReport:
+    maps = state.recording.maps["attention"]
+    if maps:   # one device→host copy (one sync) for every observed block, not one per block
+        keys = list(maps)
+        maps.update(zip(keys, torch.stack([maps[key] for key in keys]).cpu().unbind(0)))
     state.report = analyse(state.recording, num_blocks, "attention", settings.kappa, settings.top_r,
                            settings.exclude_ends)
     return state.report
