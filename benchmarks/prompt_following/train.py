@@ -1,11 +1,13 @@
 """Train the prompt-following test model: the host's own WanModel on the synthetic task (task.py).
 
-    .venv/bin/python benchmarks/prompt_following/train.py --steps 6000 --out /tmp/pf_train
+    .venv/bin/python benchmarks/prompt_following/train.py --steps 1000 --out /tmp/pf_train
+
+1,000 steps reproduce the committed model bit for bit (model/MODEL_CARD.md, Reproduction).
 
 Architecture: ``comfy.ldm.wan.model.WanModel``, model_type 't2v' (no CLIP image branch) with
 in_dim 36 = noisy latent 16 + mask 4 + reference latent 16, the layout ``WAN21.concat_cond``
 builds; the host's UNETLoader detects it like a Wan2.2 I2V expert. dim 128 (one head: the host
-derives heads as dim // 128), 10 blocks, ffn 512: 3.4 M parameters, 6.9 MB in fp16. dim 256
+derives heads as dim // 128), 10 blocks, ffn 256: 2.71 M parameters, 5.4 MB in fp16. dim 256
 would be about 4× the block weights and break the 10 MB budget for a committed file.
 
 Objective: the rectified flow the host samples Wan with (CONST + ModelSamplingDiscreteFlow):
