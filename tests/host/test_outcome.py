@@ -38,11 +38,6 @@ def blocks():
     return {"weak": measured["weak"], "responsive": measured["responsive"]}
 
 
-def measured_blocks(blocks):
-    """Blocks keyed by kappa, as the harness's settings look them up."""
-    return {harness.DEFAULTS.kappa: blocks}
-
-
 def test_model_is_detected_as_a_wan_i2v_style_model(model):
     diffusion = model.model.diffusion_model
     assert type(model.model).__name__ == "WAN21"
@@ -65,8 +60,8 @@ def test_keyword_mass_in_region_rises_with_beta(model, blocks):
     weak = parse_block_list(blocks["weak"], 10)
     masses = []
     for beta in (0.0, 1.0, 4.0):
-        setting = harness.Setting(f"beta {beta}", alpha=0.0, beta=beta, gamma=0.0, end=1.0)
-        patched = harness.focal_model(model, scene, setting, measured_blocks(blocks))
+        setting = harness.Setting(f"beta {beta}", alpha=0.0, beta=beta, gamma=0.0, end=1.0, kappa=1.0)
+        patched = harness.focal_model(model, scene, setting, {1.0: blocks})
         masses.append(harness.keyword_mass(patched, scene, seed=1, weak=weak))
     assert masses[0] < masses[1] < masses[2], masses
 
