@@ -7,7 +7,7 @@ first call of the next step the Semantic Layer Report's rules (``probe.analyse``
 dip below the depth trend, the top responsive blocks) pick the blocks, and guidance runs from
 that step on. The same seed and inputs give the same picks, since they are a function of the run.
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -33,6 +33,7 @@ class AutoState:
     columns: torch.Tensor | None
     recording: ProbeRecording
     report: ProbeReport | None = None
+    pending: list = field(default_factory=list)   # observed maps on the model's device until the pick
 
     def observing(self, step: int) -> bool:
         return self.report is None and step in self.observed
@@ -57,15 +58,12 @@ def observe_edit(state: AutoState) -> TextEdit:
 
 def record(state: AutoState, step: int, block: int, recorded: torch.Tensor):
     """Keeps the block's map on the model's device: :func:`pick` moves the whole observation at once."""
-    response = recorded[0].float().sum(-1)
-    state.recording.maps["attention"][(step, block)] = response.view(state.recording.grid)
+    state.pending.append(("attention", (step, block), recorded[0].float().sum(-1).view(state.recording.grid)))
 
 
 def pick(settings: AutoSettings, state: AutoState, num_blocks: int) -> ProbeReport:
-    maps = state.recording.maps["attention"]
-    if maps:   # one device→host copy (one sync) for every observed block, not one per block
-        keys = list(maps)
-        maps.update(zip(keys, torch.stack([maps[key] for key in keys]).cpu().unbind(0)))
+    state.recording.store(state.pending)
+    state.pending = []
     state.report = analyse(state.recording, num_blocks, "attention", settings.kappa, settings.top_r,
                            settings.exclude_ends)
     return state.report

@@ -47,6 +47,15 @@ class ProbeRecording:
     maps: dict = field(default_factory=lambda: {m: {} for m in METRICS})
     fingerprint: tuple | None = None
 
+    def store(self, entries):
+        """Move ``(metric, (step, block), map on the model's device)`` entries into ``maps`` in one
+        device→host copy (one sync), instead of one per block and metric."""
+        if not entries:
+            return
+        on_cpu = torch.stack([m for _, _, m in entries]).cpu().unbind()
+        for (metric, key, _), response in zip(entries, on_cpu):
+            self.maps[metric][key] = response
+
 
 def latent_fingerprint(latent: torch.Tensor) -> tuple:
     """(shape, every k-th value) of a latent: cheap, and equal only for the same sampled output."""
@@ -110,12 +119,7 @@ class ProbeState:
         self.pending.append((metric, (step, block), response.view(self.recording.grid)))
 
     def move_to_cpu(self):
-        """One copy (one device sync) for all of a step's maps, instead of one per block and metric."""
-        if not self.pending:
-            return
-        maps = torch.stack([m for _, _, m in self.pending]).cpu().unbind()
-        for (metric, key, _), response in zip(self.pending, maps):
-            self.recording.maps[metric][key] = response
+        self.recording.store(self.pending)
         self.pending = []
 
     def reset(self):

@@ -139,6 +139,7 @@ class AttentionTransfer(Handler):
 
     def end_run(self, state: TransferState, output):
         if state.auto is not None:
+            state.auto.recording.store(state.auto.pending)   # a run that stopped before the pick
             self.recordings.publish(state.auto.recording, output)
         state.reset()
 
