@@ -135,7 +135,7 @@ def fast_cross_attention(model):
 
 def concat_inputs(ref: torch.Tensor) -> torch.Tensor:
     """[mask 4 | reference 16] channels, as ``WAN21.concat_cond`` builds them in the sampler."""
-    mask = ref.new_zeros(ref.shape[0], 4, *ref.shape[2:])
+    mask = torch.zeros(ref.shape[0], 4, *ref.shape[2:])
     mask[:, :, 0] = 1.0
     return torch.cat([mask, ref], 1)
 
@@ -150,32 +150,17 @@ def excluded_keys():
     return {s for split in task.SPLITS for s in task.split_scenes(split, EVAL_EXCLUDE)}
 
 
-class StepDraws(torch.utils.data.Dataset):
-    """Everything step ``i`` draws, from its own generator seeded by (SEED, i).
-
-    Per-step seeds make the run independent of how many loader workers render scenes, so
-    ``--workers`` only changes speed: the Python rendering is the bottleneck on a GPU.
-    """
-
-    def __init__(self, steps, contexts, exclude):
-        self.steps, self.contexts, self.exclude = steps, contexts, exclude
-
-    def __len__(self):
-        return self.steps
-
-    def __getitem__(self, index):
-        gen = torch.Generator().manual_seed(SEED * 100_000 + index + 1)
-        scenes = []
-        while len(scenes) < BATCH:
-            scene = task.sample_scene(gen)
-            if scene not in self.exclude:
-                scenes.append(scene)
-        x0 = torch.stack([task.render(s) for s in scenes])
-        ref = torch.stack([task.reference(s) for s in scenes])
-        drop = torch.rand(BATCH, generator=gen) < UNCOND_RATE
-        context = torch.cat([self.contexts["" if d else s.prompt] for s, d in zip(scenes, drop)])
-        noise = torch.randn(x0.shape, generator=gen)
-        return x0, ref, context, noise, sample_sigmas(BATCH, gen)
+def batch(gen, contexts, exclude):
+    scenes = []
+    while len(scenes) < BATCH:
+        scene = task.sample_scene(gen)
+        if scene not in exclude:
+            scenes.append(scene)
+    x0 = torch.stack([task.render(s) for s in scenes])
+    ref = torch.stack([task.reference(s) for s in scenes])
+    drop = torch.rand(BATCH, generator=gen) < UNCOND_RATE
+    context = torch.cat([contexts["" if d else s.prompt] for s, d in zip(scenes, drop)])
+    return x0, ref, context
 
 
 def all_contexts():
@@ -184,17 +169,9 @@ def all_contexts():
     return {p: text_context(p) for p in prompts}
 
 
-def learning_rate(step: int, steps: int, schedule: str) -> float:
-    if step <= WARMUP:
-        return LR * (step / WARMUP)
-    if schedule == "constant":
-        return LR
-    return LR * 0.5 * (1 + math.cos(math.pi * (step - WARMUP) / max(1, steps - WARMUP)))
-
-
 def save(model, path: pathlib.Path):
     from safetensors.torch import save_file
-    sd = {k: v.detach().to("cpu", torch.float16).contiguous() for k, v in model.state_dict().items()}
+    sd = {k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items()}
     tmp = path.with_suffix(".partial")
     save_file(sd, str(tmp))
     tmp.rename(path)
@@ -207,11 +184,6 @@ def main():
     parser.add_argument("--out", type=pathlib.Path, required=True)
     parser.add_argument("--threads", type=int, default=1,
                         help="1 is fastest on a shared 2-core machine: idle OpenMP workers stall small ops")
-    parser.add_argument("--schedule", choices=("constant", "cosine"), default="constant",
-                        help="learning rate after warm-up: constant, or cosine decay to 0 at --steps")
-    parser.add_argument("--workers", type=int, default=1, help="processes rendering scenes (any count, same run)")
-    parser.add_argument("--device", default="cpu",
-                        help="'cuda' trains in minutes; only CPU with one thread reproduces the committed bits")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     boot_host()
@@ -219,19 +191,19 @@ def main():
     gen = torch.Generator().manual_seed(SEED)
     model = build_model()
     wan_init(model, gen)
-    model.to(args.device)
     fast_text_embedding(model)
     fast_cross_attention(model)
     model.train()
-    draws = torch.utils.data.DataLoader(StepDraws(args.steps, all_contexts(), excluded_keys()), batch_size=None,
-                                        num_workers=args.workers, prefetch_factor=8 if args.workers else None)
+    contexts, exclude = all_contexts(), excluded_keys()
     optimiser = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=0.01)
     log = open(args.out / "loss.jsonl", "a")
     started, running = time.time(), None
-    for step, tensors in enumerate(draws, start=1):
+    for step in range(1, args.steps + 1):
         for group in optimiser.param_groups:
-            group["lr"] = learning_rate(step, args.steps, args.schedule)
-        x0, ref, context, noise, sigma = (t.to(args.device) for t in tensors)
+            group["lr"] = LR * min(1.0, step / WARMUP)
+        x0, ref, context = batch(gen, contexts, exclude)
+        noise = torch.randn(x0.shape, generator=gen)
+        sigma = sample_sigmas(BATCH, gen)
         s = sigma.view(-1, 1, 1, 1, 1)
         noisy = (1 - s) * x0 + s * noise
         pred = model(torch.cat([noisy, concat_inputs(ref)], 1), sigma * 1000, context)
@@ -243,7 +215,7 @@ def main():
         running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
         if step % 50 == 0:
             log.write(json.dumps({"step": step, "loss": round(running, 5), "seconds": round(time.time() - started, 1),
-                                  "threads": args.threads, "device": args.device}) + "\n")
+                                  "threads": args.threads}) + "\n")
             log.flush()
         if step % args.every == 0 or step == args.steps:
             save(model, args.out / f"step{step:05d}.safetensors")
