@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/prompt_following/harness.py            # probe, sweep on val, report on test
     .venv/bin/python benchmarks/prompt_following/harness.py --quick    # smaller splits, a smoke run
+    .venv/bin/python benchmarks/prompt_following/harness.py --stage direction   # does it use the action word?
 
 Everything runs in-process through the real host: the model comes from ``comfy.sd.load_diffusion_model``
 (what UNETLoader calls), conditioning is built like WanImageToVideo's (``concat_latent_image`` and
@@ -104,15 +105,16 @@ def reference_image(scene: task.Scene) -> torch.Tensor:
     return to_rgb(task.reference(scene))[0][None]
 
 
-def anchor_for(scene: task.Scene, mode: str):
-    """Region Anchor for the named object's colour and shape words: 'mask only' from a hand
-    mask of the object, or 'model attention (fallback)'."""
+def anchor_for(scene: task.Scene, mode: str, action_word: bool = False):
+    """Region Anchor for the named object's colour and shape words (and the action word, if asked):
+    'mask only' from a hand mask of the object, or 'model attention (fallback)'."""
     from focal_guidance.nodes.anchor import RegionAnchorNode
     from standin_nodes.word_tokenizer import FocalStandInWordTokenizerCLIP
     word_clip = FocalStandInWordTokenizerCLIP.execute("wan").args[0]
     mask = task.object_mask(scene).repeat_interleave(IMAGE_SCALE, 0).repeat_interleave(IMAGE_SCALE, 1)
+    keywords = scene.keywords + ((scene.direction,) if action_word else ())
     return node_call(RegionAnchorNode, image=reference_image(scene), text_encoder=word_clip, prompt=scene.prompt,
-                     keywords=", ".join(scene.keywords), mode=mode, mask=mask[None] if mode == "mask only" else None)[0]
+                     keywords=", ".join(keywords), mode=mode, mask=mask[None] if mode == "mask only" else None)[0]
 
 
 @dataclass(frozen=True)
@@ -127,9 +129,11 @@ class Setting:
     anchor: str | None = "mask only"       # None: no anchor (Attention Cache only)
     weak: str | None = None                # override the probe's blocks (diagnostics)
     sources: str | None = None
+    action_word: bool = False              # anchor the direction word to the object too
 
 
 DEFAULTS = Setting("node defaults")
+ACTION_WORD = Setting("action word anchored too, beta 3, kappa 1", kappa=1.0, beta=3.0, action_word=True)
 AUTO = Setting("auto mode (node defaults)", weak="auto", sources="auto")   # the run picks its own blocks
 
 
@@ -141,7 +145,7 @@ def focal_model(model, scene, setting: Setting, blocks: dict):
     sources = setting.sources if setting.sources is not None else blocks[setting.kappa]["responsive"]
     if not weak:
         return None
-    anchor = anchor_for(scene, setting.anchor) if setting.anchor else None
+    anchor = anchor_for(scene, setting.anchor, setting.action_word) if setting.anchor else None
     return node_call(FocalAttentionTransfer, model=model, weak_blocks=weak, source_blocks=sources,
                      alpha=setting.alpha, beta=setting.beta, gamma=setting.gamma, start_percent=setting.start,
                      end_percent=setting.end, anchor=anchor)[0]
@@ -240,6 +244,30 @@ def evaluate(model, scenes, seeds, setting: Setting | None, blocks: dict, keep: 
     return outcome
 
 
+def direction_confusion(model, scenes, seeds, setting: Setting | None = None, blocks: dict | None = None) -> dict:
+    """Does the model use the action word? Each scene and seed is sampled with all four direction
+    prompts, plain or with ``setting``; counts[asked][went] says where the named object ended up
+    (its larger displacement of at least half the travel, or 'none'). A model that ignores the
+    word gives the same row four times."""
+    went_names = (*task.DIRECTIONS, "none")
+    counts = {d: dict.fromkeys(went_names, 0) for d in task.DIRECTIONS}
+    for scene, seed in zip(scenes, seeds):
+        for asked in task.DIRECTIONS:
+            variant = replace(scene, direction=asked)
+            patched = None if setting is None else focal_model(model, variant, setting, blocks)
+            clip = generate(patched if patched is not None else model, variant, seed)
+            positions, strength = task.locate(clip, scene.named.colour, scene.named.shape)
+            dy, dx = int(positions[-1, 0]) - scene.named.y, int(positions[-1, 1]) - scene.named.x
+            if max(abs(dy), abs(dx)) < task.TRAVEL / 2 or float(strength[-1]) < 0.5:
+                went = "none"
+            elif abs(dy) >= abs(dx):
+                went = "down" if dy > 0 else "up"
+            else:
+                went = "right" if dx > 0 else "left"
+            counts[asked][went] += 1
+    return counts
+
+
 def split_with_seeds(split: str, n: int):
     scenes = task.split_scenes(split, n)
     return scenes, [task.split_seed(split + "/noise", i) % 2**31 for i in range(n)]
@@ -256,6 +284,8 @@ def sweep_settings() -> list[Setting]:
         replace(d, name="FSG only (alpha 0)", alpha=0.0),
         replace(d, name="cache only (no anchor)", anchor=None),
         replace(d, name="attention-fallback anchor", anchor="model attention (fallback)"),
+        replace(d, name="action word anchored too", action_word=True),
+        replace(ACTION_WORD, name="action word anchored too, beta 3"),
         replace(d, name="alpha 0.6", alpha=0.6),
         *[replace(d, name=f"beta {b}", beta=b) for b in (0.0, 3.0)],
         *[replace(d, name=f"gamma {g}", gamma=g) for g in (0.0, 2.0)],
@@ -388,9 +418,10 @@ def best_setting(rows: list[dict]) -> Setting:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--stage", choices=("all", "probe", "val", "test", "base"), default="all",
+    parser.add_argument("--stage", choices=("all", "probe", "val", "test", "base", "direction"), default="all",
                         help="run one stage; later stages read earlier ones' JSON from --out. "
-                             "'base': the unpatched model on the validation split only (model card)")
+                             "'base': the unpatched model on the validation split only (model card); "
+                             "'direction': does the model use the action word, plain and with it anchored (validation)")
     parser.add_argument("--part", default="0/1", help="with --stage val: run settings i, i+k, … ('i/k')")
     parser.add_argument("--model", type=pathlib.Path, default=MODEL_FILE)
     parser.add_argument("--n-probe", type=int, default=8)
@@ -408,6 +439,18 @@ def main():
     model = load_model(args.model)
     args.out.mkdir(parents=True, exist_ok=True)
     probe_json = args.out / "probe.json"
+    if args.stage == "direction":
+        measured = probe_json if probe_json.exists() else PROBE_FILE     # --stage probe writes the former
+        blocks = {float(k): v for k, v in json.loads(measured.read_text()).items()}
+        for setting in (None, ACTION_WORD):
+            counts = direction_confusion(model, *split_with_seeds("val", args.n_val), setting, blocks)
+            print(f"\n{setting.name if setting else 'baseline'}\n\nasked \\ went | " +
+                  " | ".join(next(iter(counts.values()))) + "\n" + "|---" * 6 + "|")
+            for asked, row in counts.items():
+                print(f"{asked} | " + " | ".join(str(c) for c in row.values()))
+            print(f"\ndiagonal {sum(counts[d][d] for d in counts)} of {4 * args.n_val} (a model that ignores "
+                  "the word: about a quarter of the clips that move)", flush=True)
+        return
     if args.stage == "base":
         scenes, seeds = split_with_seeds("val", args.n_val)
         print(table([evaluate(model, scenes, seeds, None, {}).summary()]), flush=True)
