@@ -150,6 +150,20 @@ def excluded_keys():
     return {s for split in task.SPLITS for s in task.split_scenes(split, EVAL_EXCLUDE)}
 
 
+def paths_mask(scene: task.Scene) -> torch.Tensor:
+    """[FRAMES, SIZE, SIZE]: where the named object is or could be in frames 1+ under any of the four
+    directions. It depends on the reference and the named object only, not on the asked direction,
+    so weighting the loss there leaves the optimal prediction unchanged and only moves the
+    gradient's attention to the pixels where the action word matters."""
+    mask = torch.zeros(task.FRAMES, task.SIZE, task.SIZE)
+    named = scene.named
+    for dy, dx in task.DIRECTIONS.values():
+        for frame in range(task.FRAMES):
+            y, x = named.y + dy * task.STEP * frame, named.x + dx * task.STEP * frame
+            mask[1:, y:y + task.OBJECT, x:x + task.OBJECT] = 1.0
+    return mask
+
+
 def batch(gen, contexts, exclude):
     scenes = []
     while len(scenes) < BATCH:
@@ -160,7 +174,8 @@ def batch(gen, contexts, exclude):
     ref = torch.stack([task.reference(s) for s in scenes])
     drop = torch.rand(BATCH, generator=gen) < UNCOND_RATE
     context = torch.cat([contexts["" if d else s.prompt] for s, d in zip(scenes, drop)])
-    return x0, ref, context
+    paths = torch.stack([paths_mask(s) for s in scenes])[:, None]
+    return x0, ref, context, paths
 
 
 def all_contexts():
@@ -182,6 +197,8 @@ def main():
     parser.add_argument("--steps", type=int, default=6000)
     parser.add_argument("--every", type=int, default=500, help="checkpoint interval in steps")
     parser.add_argument("--out", type=pathlib.Path, required=True)
+    parser.add_argument("--path-weight", type=float, default=0.0,
+                        help="extra loss weight on the named object's four possible paths (0: plain MSE)")
     parser.add_argument("--threads", type=int, default=1,
                         help="1 is fastest on a shared 2-core machine: idle OpenMP workers stall small ops")
     args = parser.parse_args()
@@ -201,13 +218,17 @@ def main():
     for step in range(1, args.steps + 1):
         for group in optimiser.param_groups:
             group["lr"] = LR * min(1.0, step / WARMUP)
-        x0, ref, context = batch(gen, contexts, exclude)
+        x0, ref, context, paths = batch(gen, contexts, exclude)
         noise = torch.randn(x0.shape, generator=gen)
         sigma = sample_sigmas(BATCH, gen)
         s = sigma.view(-1, 1, 1, 1, 1)
         noisy = (1 - s) * x0 + s * noise
         pred = model(torch.cat([noisy, concat_inputs(ref)], 1), sigma * 1000, context)
-        loss = torch.nn.functional.mse_loss(pred, noise - x0)
+        if args.path_weight:
+            weight = 1.0 + args.path_weight * paths
+            loss = (weight * (pred - (noise - x0)) ** 2).mean() / weight.mean()
+        else:
+            loss = torch.nn.functional.mse_loss(pred, noise - x0)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -55,6 +55,23 @@ def test_training_inputs_match_what_the_host_sampler_builds(model):
     assert torch.allclose(host, train.concat_inputs(task.reference(scene)[None]), atol=1e-5)
 
 
+def test_path_weight_depends_on_the_scene_not_on_the_asked_direction():
+    """train.py --path-weight may only move the gradient's emphasis: a weight that knew the asked
+    direction would bias the trained model towards it. It covers every place the named object is
+    or could be in frames 1+, and none of frame 0 (given by the reference)."""
+    import dataclasses
+    import train
+    scene = task.split_scenes("val", 1)[0]
+    masks = [train.paths_mask(dataclasses.replace(scene, direction=d)) for d in task.DIRECTIONS]
+    assert all(torch.equal(m, masks[0]) for m in masks)
+    assert masks[0][0].sum() == 0
+    for direction in task.DIRECTIONS:
+        clip_scene = dataclasses.replace(scene, direction=direction)
+        for frame in range(1, task.FRAMES):
+            y, x = clip_scene.position(0, frame)
+            assert masks[0][frame, y:y + task.OBJECT, x:x + task.OBJECT].all()
+
+
 def test_keyword_mass_in_region_rises_with_beta(model, blocks):
     scene = task.split_scenes("val", 1)[0]
     weak = parse_block_list(blocks["weak"], 10)
