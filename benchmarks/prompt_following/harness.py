@@ -443,6 +443,10 @@ def main():
         measured = probe_json if probe_json.exists() else PROBE_FILE     # --stage probe writes the former
         blocks = {float(k): v for k, v in json.loads(measured.read_text()).items()}
         for setting in (None, ACTION_WORD):
+            if setting is not None and not blocks[setting.kappa]["weak"]:
+                print(f"\n{setting.name}: the probe found no weak block at kappa {setting.kappa}, so it patches "
+                      "nothing; skipped", flush=True)
+                continue
             counts = direction_confusion(model, *split_with_seeds("val", args.n_val), setting, blocks)
             print(f"\n{setting.name if setting else 'baseline'}\n\nasked \\ went | " +
                   " | ".join(next(iter(counts.values()))) + "\n" + "|---" * 6 + "|")

@@ -21,6 +21,7 @@ Seeded and deterministic for a fixed thread count (recorded in the log). A check
 equals the end of an N-step run: the learning rate is constant after warm-up.
 """
 import argparse
+import dataclasses
 import json
 import math
 import pathlib
@@ -156,10 +157,9 @@ def paths_mask(scene: task.Scene) -> torch.Tensor:
     so weighting the loss there leaves the optimal prediction unchanged and only moves the
     gradient's attention to the pixels where the action word matters."""
     mask = torch.zeros(task.FRAMES, task.SIZE, task.SIZE)
-    named = scene.named
-    for dy, dx in task.DIRECTIONS.values():
+    for direction in task.DIRECTIONS:
         for frame in range(task.FRAMES):
-            y, x = named.y + dy * task.STEP * frame, named.x + dx * task.STEP * frame
+            y, x = dataclasses.replace(scene, direction=direction).position(0, frame)
             mask[1:, y:y + task.OBJECT, x:x + task.OBJECT] = 1.0
     return mask
 

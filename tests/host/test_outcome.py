@@ -9,6 +9,7 @@ import json
 import pathlib
 import sys
 from contextlib import contextmanager
+from dataclasses import replace
 
 import pytest
 import torch
@@ -59,14 +60,13 @@ def test_path_weight_depends_on_the_scene_not_on_the_asked_direction():
     """train.py --path-weight may only move the gradient's emphasis: a weight that knew the asked
     direction would bias the trained model towards it. It covers every place the named object is
     or could be in frames 1+, and none of frame 0 (given by the reference)."""
-    import dataclasses
     import train
     scene = task.split_scenes("val", 1)[0]
-    masks = [train.paths_mask(dataclasses.replace(scene, direction=d)) for d in task.DIRECTIONS]
+    masks = [train.paths_mask(replace(scene, direction=d)) for d in task.DIRECTIONS]
     assert all(torch.equal(m, masks[0]) for m in masks)
     assert masks[0][0].sum() == 0
     for direction in task.DIRECTIONS:
-        clip_scene = dataclasses.replace(scene, direction=direction)
+        clip_scene = replace(scene, direction=direction)
         for frame in range(1, task.FRAMES):
             y, x = clip_scene.position(0, frame)
             assert masks[0][frame, y:y + task.OBJECT, x:x + task.OBJECT].all()
@@ -81,6 +81,16 @@ def test_keyword_mass_in_region_rises_with_beta(model, blocks):
         patched = harness.focal_model(model, scene, setting, {1.0: blocks})
         masses.append(harness.keyword_mass(patched, scene, seed=1, weak=weak))
     assert masses[0] < masses[1] < masses[2], masses
+
+
+def test_anchoring_the_action_word_changes_the_guided_clip(model, blocks):
+    """The sweep's 'action word anchored too' setting must act: its anchor carries the direction
+    word, and the clip differs from the one guided by colour and shape alone."""
+    scene = task.split_scenes("val", 1)[0]
+    assert harness.anchor_for(scene, "mask only", action_word=True).keywords[-1] == scene.direction
+    with_word = harness.focal_model(model, scene, harness.ACTION_WORD, {1.0: blocks})
+    without = harness.focal_model(model, scene, replace(harness.ACTION_WORD, action_word=False), {1.0: blocks})
+    assert not torch.equal(harness.generate(with_word, scene, 1), harness.generate(without, scene, 1))
 
 
 @pytest.mark.xfail(strict=True, raises=AssertionError,
