@@ -230,7 +230,8 @@ def summary(results):
     return {"clips": n, "patched": len(patched),
             "followed": {"baseline": sum(s["followed"] for s in base), "focal": sum(s["followed"] for s in focal)},
             "exact": {"baseline": sum(s["exact"] for s in base), "focal": sum(s["exact"] for s in focal)},
-            "mean_along": {"baseline": sum(s["along"] for s in base) / n, "focal": sum(s["along"] for s in focal) / n},
+            "mean_progress": {"baseline": sum(s["progress"] for s in base) / n,
+                              "focal": sum(s["progress"] for s in focal) / n},
             "wins": sum(r["focal"]["followed"] and not r["baseline"]["followed"] for r in results),
             "losses": sum(r["baseline"]["followed"] and not r["focal"]["followed"] for r in results),
             "changed": sum(not r["focal_equals_baseline"] for r in results)}
@@ -246,13 +247,13 @@ def verdict(s, kappa):
     unpatched = f" (the Report found no Semantic-Weak block in the other {others})" if others else ""
     return (f"With the shipped defaults Focal Guidance patched {s['patched']} of {n} clips{unpatched}. "
             f"Followed the prompt: baseline {s['followed']['baseline']}/{n}, Focal Guidance "
-            f"{s['followed']['focal']}/{n} ({s['wins']} won, {s['losses']} lost); mean move along the "
-            f"instruction (target {task.TRAVEL}): baseline {s['mean_along']['baseline']:.2f}, Focal Guidance "
-            f"{s['mean_along']['focal']:.2f}.")
+            f"{s['followed']['focal']}/{n} ({s['wins']} won, {s['losses']} lost); mean progress of the asked "
+            f"action (1: all of it): baseline {s['mean_progress']['baseline']:.2f}, Focal Guidance "
+            f"{s['mean_progress']['focal']:.2f}.")
 
 
 def _score_text(s):
-    return (f"along {s['along']:+.0f} across {s['across']:.0f} drift {s['distractor_drift']:.0f}: "
+    return (f"progress {s['progress']:.2f} off {s['across']:.0f} drift {s['distractor_drift']:.0f}: "
             f"{'FOLLOWED' if s['followed'] else 'missed'}")
 
 

@@ -2,7 +2,8 @@
 
     .venv/bin/python benchmarks/prompt_following/harness.py            # probe, sweep on val, report on test
     .venv/bin/python benchmarks/prompt_following/harness.py --quick    # smaller splits, a smoke run
-    .venv/bin/python benchmarks/prompt_following/harness.py --stage direction   # does it use the action word?
+    .venv/bin/python benchmarks/prompt_following/harness.py --stage words   # does it use the action words?
+    .venv/bin/python benchmarks/prompt_following/harness.py --stage gain    # which blocks carry them?
 
 Everything runs in-process through the real host: the model comes from ``comfy.sd.load_diffusion_model``
 (what UNETLoader calls), conditioning is built like WanImageToVideo's (``concat_latent_image`` and
@@ -10,13 +11,15 @@ Everything runs in-process through the real host: the model comes from ``comfy.s
 pack's node classes (Semantic Layer Probe/Report, Region Anchor, Focal Attention Transfer).
 
 1. Probe split: Semantic Layer Probe + Report per clip; a block is weak (responsive) for a kappa
-   when at least half of the probe clips call it so.
+   when at least a quarter of the probe clips call it so (a block of one clip is noise; with two
+   action kinds no block was weak in half of them).
 2. Validation split: baseline, then each setting with the same seeds; one-at-a-time sweeps of
    alpha, beta, gamma, the step window and kappa around the node defaults.
 3. Test split: baseline, node defaults, and the best validation setting, never tuned here.
-Reports success rates with 95% Wilson intervals, paired wins/losses against the baseline, the
-named object's mean displacement along the instructed direction, and the keywords' attention mass
-inside their region in the weak blocks (recorded by a Semantic Layer Probe chained after the
+Reports success rates with 95% Wilson intervals (all clips, and per action kind), paired
+wins/losses against the baseline, the named object's mean progress (how far it moved the asked
+way, or how much of the new colour it took), and the keywords' attention mass inside their
+region in the weak blocks (recorded by a Semantic Layer Probe chained after the
 transfer, which sees the probabilities the model really uses). Writes strips (baseline | FG).
 """
 import argparse
@@ -40,6 +43,7 @@ TEXT_SEED = 0
 STEPS, CFG, SAMPLER, SCHEDULER = 8, 5.0, "euler", "simple"
 IMAGE_SCALE = 8                      # reference image pixels per latent pixel (Wan's VAE stride)
 KAPPAS = (1.0, 1.5, 2.0, 3.0)
+VOTE_SHARE = 0.25    # a block is weak (responsive) for the sweep when this share of the probe clips call it so
 RGB = {"red": (1.0, 0.15, 0.1), "green": (0.1, 0.85, 0.2), "blue": (0.15, 0.35, 1.0), "yellow": (1.0, 0.9, 0.1)}
 
 
@@ -112,7 +116,7 @@ def anchor_for(scene: task.Scene, mode: str, action_word: bool = False):
     from standin_nodes.word_tokenizer import FocalStandInWordTokenizerCLIP
     word_clip = FocalStandInWordTokenizerCLIP.execute("wan").args[0]
     mask = task.object_mask(scene).repeat_interleave(IMAGE_SCALE, 0).repeat_interleave(IMAGE_SCALE, 1)
-    keywords = scene.keywords + ((scene.direction,) if action_word else ())
+    keywords = scene.keywords + ((scene.action_word,) if action_word else ())
     return node_call(RegionAnchorNode, image=reference_image(scene), text_encoder=word_clip, prompt=scene.prompt,
                      keywords=", ".join(keywords), mode=mode, mask=mask[None] if mode == "mask only" else None)[0]
 
@@ -129,7 +133,7 @@ class Setting:
     anchor: str | None = "mask only"       # None: no anchor (Attention Cache only)
     weak: str | None = None                # override the probe's blocks (diagnostics)
     sources: str | None = None
-    action_word: bool = False              # anchor the direction word to the object too
+    action_word: bool = False              # anchor the action word (direction or new colour) to the object too
 
 
 DEFAULTS = Setting("node defaults")
@@ -176,7 +180,7 @@ def keyword_mass(model, scene, seed, weak: list[int]) -> float:
 # ---------------------------------------------------------------- probe
 
 def probe_blocks(model, scenes, seeds) -> dict:
-    """Weak and responsive blocks per kappa, by majority over the probe clips."""
+    """Weak and responsive blocks per kappa, by vote over the probe clips (VOTE_SHARE)."""
     from focal_guidance.focal_core.blocks import format_block_list, parse_block_list
     from focal_guidance.nodes.probe import SemanticLayerProbe, SemanticLayerReport
     import comfy.sample
@@ -195,10 +199,9 @@ def probe_blocks(model, scenes, seeds) -> dict:
             for kind, text in (("weak", weak), ("responsive", responsive)):
                 for b in parse_block_list(text, num_blocks):
                     votes[kappa][kind][b] = votes[kappa][kind].get(b, 0) + 1
-    half = len(scenes) / 2
     blocks = {}
     for kappa, v in votes.items():
-        weak = sorted(b for b, n in v["weak"].items() if n >= half)
+        weak = sorted(b for b, n in v["weak"].items() if n >= VOTE_SHARE * len(scenes))
         ranked = sorted(v["responsive"], key=lambda b: (-v["responsive"][b], b))
         responsive = sorted([b for b in ranked if b not in weak][:2])
         blocks[kappa] = {"weak": format_block_list(weak), "responsive": format_block_list(responsive),
@@ -212,6 +215,7 @@ def probe_blocks(model, scenes, seeds) -> dict:
 class Outcome:
     name: str
     scores: list = field(default_factory=list)
+    kinds: list = field(default_factory=list)      # each clip's action kind, "moves" or "turns"
 
     @property
     def n(self):
@@ -225,8 +229,13 @@ class Outcome:
         low, high = task.wilson_interval(self.successes, self.n)
         row = {"setting": self.name, "n": self.n, "success": self.successes / self.n, "ci95": (low, high),
                "exact": sum(s.exact for s in self.scores) / self.n,
-               "along": sum(s.along for s in self.scores) / self.n,
-               "distractor_moved": sum(s.distractor_drift > 1 for s in self.scores) / self.n}
+               "progress": sum(s.progress for s in self.scores) / self.n,
+               "distractor_moved": sum(s.distractor_drift > 1 or not s.distractors_kept
+                                       for s in self.scores) / self.n}
+        for kind in ("moves", "turns"):
+            of_kind = [s for s, k in zip(self.scores, self.kinds, strict=True) if k == kind]
+            row[kind] = (sum(s.followed for s in of_kind), len(of_kind),
+                         sum(s.progress for s in of_kind) / max(1, len(of_kind)))
         if base is not None:
             row["wins"] = sum(s.followed and not b.followed for s, b in zip(self.scores, base.scores, strict=True))
             row["losses"] = sum(b.followed and not s.followed for s, b in zip(self.scores, base.scores, strict=True))
@@ -239,33 +248,66 @@ def evaluate(model, scenes, seeds, setting: Setting | None, blocks: dict, keep: 
         patched = model if setting is None else focal_model(model, scene, setting, blocks)
         clip = generate(patched if patched is not None else model, scene, seed)
         outcome.scores.append(task.score(scene, clip))
+        outcome.kinds.append(scene.kind)
         if keep is not None:
             keep[i] = clip
     return outcome
 
 
-def direction_confusion(model, scenes, seeds, setting: Setting | None = None, blocks: dict | None = None) -> dict:
-    """Does the model use the action word? Each scene and seed is sampled with all four direction
-    prompts, plain or with ``setting``; counts[asked][went] says where the named object ended up
-    (its larger displacement of at least half the travel, or 'none'). A model that ignores the
-    word gives the same row four times."""
-    went_names = (*task.DIRECTIONS, "none")
-    counts = {d: dict.fromkeys(went_names, 0) for d in task.DIRECTIONS}
+def text_gain_by_block(model, scenes, seeds, gains=(0.0, 2.0)) -> dict:
+    """Where does the model use the prompt? Scales one block's text cross-attention output by each
+    gain (0: that block ignores the text; 2: it hears it twice as loud) and returns the mean
+    progress per (gain, block) over the clips, with the unscaled model under (1.0, None). Not a
+    Focal Guidance mechanism: a diagnostic of which blocks carry the action word."""
+    blocks = model.model.diffusion_model.blocks
+    results = {(1.0, None): evaluate(model, scenes, seeds, None, {}).summary()["progress"]}
+    for gain in gains:
+        for index, block in enumerate(blocks):
+            handle = block.cross_attn.register_forward_hook(lambda module, args, out, g=gain: out * g)
+            try:
+                results[(gain, index)] = evaluate(model, scenes, seeds, None, {}).summary()["progress"]
+            finally:
+                handle.remove()
+            print(f"gain {gain} block {index}: progress {results[(gain, index)]:.2f}", flush=True)
+    return results
+
+
+def word_confusion(model, scenes, seeds, kind: str, setting: Setting | None = None,
+                   blocks: dict | None = None) -> dict:
+    """Does the model use the action word? Each scene and seed is sampled with every action word of
+    one kind ('moves': the four directions; 'turns': the three other colours), plain or with
+    ``setting``; counts[asked][went] says what the named object did. A model that ignores the word
+    gives the same row for every word."""
+    counts = {}
     for scene, seed in zip(scenes, seeds):
-        for asked in task.DIRECTIONS:
-            variant = replace(scene, direction=asked)
+        asked_actions = [a for a in task.actions_for(scene.named.colour) if a.startswith(kind)]
+        for action in asked_actions:           # every layout leaves room for all four moves
+            variant = replace(scene, action=action)
             patched = None if setting is None else focal_model(model, variant, setting, blocks)
             clip = generate(patched if patched is not None else model, variant, seed)
-            positions, strength = task.locate(clip, scene.named.colour, scene.named.shape)
-            dy, dx = int(positions[-1, 0]) - scene.named.y, int(positions[-1, 1]) - scene.named.x
-            if max(abs(dy), abs(dx)) < task.TRAVEL / 2 or float(strength[-1]) < 0.5:
-                went = "none"
-            elif abs(dy) >= abs(dx):
-                went = "down" if dy > 0 else "up"
-            else:
-                went = "right" if dx > 0 else "left"
-            counts[asked][went] += 1
+            row = counts.setdefault(variant.action_word, {})
+            went = _what_moved(scene, clip) if kind == "moves" else _what_it_turned(scene, clip)
+            row[went] = row.get(went, 0) + 1
     return counts
+
+
+def _what_moved(scene: task.Scene, clip: torch.Tensor) -> str:
+    """Where the named object went: its larger displacement of at least half the travel, or 'none'."""
+    positions, strength = task.locate(clip, scene.named.colour, scene.named.shape)
+    dy, dx = int(positions[-1, 0]) - scene.named.y, int(positions[-1, 1]) - scene.named.x
+    if max(abs(dy), abs(dx)) < task.TRAVEL / 2 or float(strength[-1]) < 0.5:
+        return "none"
+    if abs(dy) >= abs(dx):
+        return "down" if dy > 0 else "up"
+    return "right" if dx > 0 else "left"
+
+
+def _what_it_turned(scene: task.Scene, clip: torch.Tensor) -> str:
+    """The colour the named object shows in the last frame, where it started (at least half drawn), or 'none'."""
+    obj = scene.named
+    strengths = {c: float(task.strength_at(clip, c, obj.shape, obj.y, obj.x)[-1]) for c in task.COLOURS}
+    colour, value = max(strengths.items(), key=lambda kv: kv[1])
+    return colour if value >= 0.5 else "none"
 
 
 def split_with_seeds(split: str, n: int):
@@ -328,13 +370,27 @@ def save_strips(path: pathlib.Path, rows: list[tuple[str, torch.Tensor, torch.Te
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| setting | n | success | 95% interval | wins/losses vs base | exact | mean along (target 4) | distractor moved | keyword mass in region, base → FG |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| setting | n | success | 95% interval | moves (progress) | colour changes (progress) | "
+             "wins/losses vs base | exact | "
+             "mean progress (target 1) | another object moved or changed | keyword mass in region, base → FG |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         wl = f"{r['wins']}/{r['losses']}" if "wins" in r else "–"
         mass = f"{r['mass_base']:.2f} → {r['mass']:.2f}" if r.get("mass") is not None else "–"
+        kinds = " | ".join(f"{r[k][0]}/{r[k][1]}" + (f" ({r[k][2]:.2f})" if len(r[k]) > 2 else "")
+                           for k in ("moves", "turns"))
         lines.append(f"| {r['setting']} | {r['n']} | {r['success']:.2f} | {r['ci95'][0]:.2f}–{r['ci95'][1]:.2f} | "
-                     f"{wl} | {r['exact']:.2f} | {r['along']:.2f} | {r['distractor_moved']:.2f} | {mass} |")
+                     f"{kinds} | {wl} | {r['exact']:.2f} | {r['progress']:.2f} | {r['distractor_moved']:.2f} | {mass} |")
+    return "\n".join(lines)
+
+
+def confusion_table(counts: dict) -> str:
+    """Asked word × what the object did, and how often it did what was asked."""
+    went = sorted({w for row in counts.values() for w in row}, key=lambda w: (w == "none", w))
+    lines = ["| asked \\ did | " + " | ".join(went) + " |", "|---" * (len(went) + 1) + "|"]
+    lines += [f"| {asked} | " + " | ".join(str(row.get(w, 0)) for w in went) + " |" for asked, row in counts.items()]
+    total = sum(sum(row.values()) for row in counts.values())
+    lines.append(f"\nasked: {sum(row.get(asked, 0) for asked, row in counts.items())} of {total}")
     return "\n".join(lines)
 
 
@@ -411,22 +467,23 @@ def run_test(model, args, blocks, settings: list[Setting]) -> list[dict]:
 
 
 def best_setting(rows: list[dict]) -> Setting:
-    """The validation winner: highest success, then furthest along the instructed direction."""
-    best = max((r for r in rows if "wins" in r), key=lambda r: (r["success"], r["along"]))
+    """The validation winner: highest success, then the furthest mean progress."""
+    best = max((r for r in rows if "wins" in r), key=lambda r: (r["success"], r["progress"]))
     return next(s for s in sweep_settings() if s.name == best["setting"])
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--stage", choices=("all", "probe", "val", "test", "base", "direction"), default="all",
+    parser.add_argument("--stage", choices=("all", "probe", "val", "test", "base", "words", "gain"), default="all",
                         help="run one stage; later stages read earlier ones' JSON from --out. "
                              "'base': the unpatched model on the validation split only (model card); "
-                             "'direction': does the model use the action word, plain and with it anchored (validation)")
+                             "'words': does the model use the action words, plain and with them anchored (validation); "
+                             "'gain': which blocks carry the new-colour word (each block's text output scaled)")
     parser.add_argument("--part", default="0/1", help="with --stage val: run settings i, i+k, … ('i/k')")
     parser.add_argument("--model", type=pathlib.Path, default=MODEL_FILE)
     parser.add_argument("--n-probe", type=int, default=8)
-    parser.add_argument("--n-val", type=int, default=24)
-    parser.add_argument("--n-test", type=int, default=32)
+    parser.add_argument("--n-val", type=int, default=48)
+    parser.add_argument("--n-test", type=int, default=64)
     parser.add_argument("--n-mass", type=int, default=8, help="test clips for the attention-mass column")
     parser.add_argument("--quick", action="store_true", help="4 / 8 / 8 clips: a smoke run")
     parser.add_argument("--out", type=pathlib.Path, default=PACK / "out" / "prompt_following")
@@ -439,7 +496,7 @@ def main():
     model = load_model(args.model)
     args.out.mkdir(parents=True, exist_ok=True)
     probe_json = args.out / "probe.json"
-    if args.stage == "direction":
+    if args.stage == "words":
         measured = probe_json if probe_json.exists() else PROBE_FILE     # --stage probe writes the former
         blocks = {float(k): v for k, v in json.loads(measured.read_text()).items()}
         for setting in (None, ACTION_WORD):
@@ -447,13 +504,17 @@ def main():
                 print(f"\n{setting.name}: the probe found no weak block at kappa {setting.kappa}, so it patches "
                       "nothing; skipped", flush=True)
                 continue
-            counts = direction_confusion(model, *split_with_seeds("val", args.n_val), setting, blocks)
-            print(f"\n{setting.name if setting else 'baseline'}\n\nasked \\ went | " +
-                  " | ".join(next(iter(counts.values()))) + "\n" + "|---" * 6 + "|")
-            for asked, row in counts.items():
-                print(f"{asked} | " + " | ".join(str(c) for c in row.values()))
-            print(f"\ndiagonal {sum(counts[d][d] for d in counts)} of {4 * args.n_val} (a model that ignores "
-                  "the word: about a quarter of the clips that move)", flush=True)
+            for kind in ("moves", "turns"):
+                counts = word_confusion(model, *split_with_seeds("val", args.n_val), kind, setting, blocks)
+                print(f"\n{setting.name if setting else 'baseline'}, {kind}\n\n{confusion_table(counts)}", flush=True)
+        return
+    if args.stage == "gain":
+        scenes, seeds = split_with_seeds("val", args.n_val)
+        turns = [(s, seed) for s, seed in zip(scenes, seeds) if s.kind == "turns"]
+        results = text_gain_by_block(model, [s for s, _ in turns], [seed for _, seed in turns])
+        (args.out / "gain.json").write_text(json.dumps({f"{g} {b}": v for (g, b), v in results.items()}, indent=1))
+        print(f"colour changes of the first {args.n_val} validation clips (n = {len(turns)}): mean progress "
+              f"{results[(1.0, None)]:.2f} unscaled", flush=True)
         return
     if args.stage == "base":
         scenes, seeds = split_with_seeds("val", args.n_val)

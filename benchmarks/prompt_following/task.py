@@ -2,12 +2,20 @@
 
 A scene is 2–3 objects on an empty 16×16 latent, each a distinct colour (a fixed 16-channel
 pattern) and a distinct shape (square, ring, cross; 4×4 latent pixels). The prompt names one
-object by colour and shape and a direction: "the red square moves left". Over the 3 latent frames
-the named object moves STEP pixels per frame; the others stay where they are. Frame 0 is the
-reference frame the I2V model is given.
+object by colour and shape and an action, one of two kinds:
 
-No direction leak: the named object always starts where all four moves fit, and distractors
-avoid the union of all four possible paths, so the layout says nothing about the direction.
+- a move, "the red square moves left": over the 3 latent frames the named object moves STEP
+  pixels per frame. The model must look up where the object came from, an offset that depends on
+  the word; a tiny model trained on CPU does not learn that (docs/method.md §10).
+- a colour change, "the red square turns blue": the named object stays and fades into the named
+  colour (half way in frame 1, fully in the last). This is local to the object's pixels, so the
+  action word can be learned, and it is where Focal Guidance's anchor acts: in the object's region.
+
+The others stay as they are. Frame 0 is the reference frame the I2V model is given.
+
+No leak: the named object always starts where all four moves fit, distractors avoid the union of
+all four possible paths, and a colour change may name any other colour, also a distractor's, so
+the layout says nothing about the action.
 
 Pure torch: scenes, prompts, rendering, decoding and scoring; the text encoder and the model
 live in train.py and harness.py. Tensors are in the model's internal latent space (after the
@@ -29,7 +37,8 @@ COLOUR_NORM = 4.0     # pattern norm: about 1 per channel, like a normalised VAE
 COLOURS = ("red", "green", "blue", "yellow")
 SHAPES = ("square", "ring", "cross")
 DIRECTIONS = {"left": (0, -1), "right": (0, 1), "up": (-1, 0), "down": (1, 0)}
-TEMPLATE = "the {colour} {shape} moves {direction}"
+TEMPLATE = "the {colour} {shape} {action}"
+TURN_RATE = 0.5      # share of evaluation scenes whose action is a colour change
 SPLITS = ("probe", "val", "test")   # evaluation splits; training draws from its own stream
 PATTERN_SEED = 20260112
 
@@ -65,10 +74,15 @@ class Obj:
     x: int
 
 
+def actions_for(colour: str) -> tuple[str, ...]:
+    """Every action a prompt may ask of an object of this colour."""
+    return (*(f"moves {d}" for d in DIRECTIONS), *(f"turns {c}" for c in COLOURS if c != colour))
+
+
 @dataclass(frozen=True)
 class Scene:
     objects: tuple[Obj, ...]   # objects[0] is the named one
-    direction: str
+    action: str                # "moves left" or "turns blue"
 
     @property
     def named(self) -> Obj:
@@ -76,18 +90,42 @@ class Scene:
 
     @property
     def prompt(self) -> str:
-        return TEMPLATE.format(colour=self.named.colour, shape=self.named.shape, direction=self.direction)
+        return TEMPLATE.format(colour=self.named.colour, shape=self.named.shape, action=self.action)
 
     @property
     def keywords(self) -> tuple[str, str]:
         return self.named.colour, self.named.shape
 
+    @property
+    def kind(self) -> str:
+        return self.action.split()[0]           # "moves" or "turns"
+
+    @property
+    def action_word(self) -> str:
+        return self.action.split()[1]           # the direction or the new colour
+
+    @property
+    def direction(self) -> str | None:
+        return self.action_word if self.kind == "moves" else None
+
+    @property
+    def new_colour(self) -> str | None:
+        return self.action_word if self.kind == "turns" else None
+
     def position(self, index: int, frame: int) -> tuple[int, int]:
         obj = self.objects[index]
-        if index:
+        if index or self.direction is None:
             return obj.y, obj.x
         dy, dx = DIRECTIONS[self.direction]
         return obj.y + dy * STEP * frame, obj.x + dx * STEP * frame
+
+    def pattern(self, index: int, frame: int) -> torch.Tensor:
+        """The object's 16-channel pattern in a frame: a colour change blends linearly to the new colour."""
+        old = PATTERNS[self.objects[index].colour]
+        if index or self.new_colour is None:
+            return old
+        w = frame / (FRAMES - 1)
+        return (1 - w) * old + w * PATTERNS[self.new_colour]
 
 
 def _box(y, x, h=OBJECT, w=OBJECT, gap=1):
@@ -98,8 +136,9 @@ def _overlaps(a, b) -> bool:
     return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
-def sample_scene(gen: torch.Generator) -> Scene:
-    """One random scene; all randomness comes from ``gen``."""
+def sample_scene(gen: torch.Generator, turn_rate: float = TURN_RATE) -> Scene:
+    """One random scene; all randomness comes from ``gen``. ``turn_rate``: the share of colour
+    changes (training may draw fewer; the evaluation splits always use TURN_RATE)."""
     def pick(options):
         return options[int(torch.randint(len(options), (1,), generator=gen))]
 
@@ -122,7 +161,10 @@ def sample_scene(gen: torch.Generator) -> Scene:
             break                                  # crowded: keep the objects placed so far
         taken.append(_box(oy, ox, gap=0))
         objects.append(Obj(COLOURS[colours[i]], SHAPES[shapes[i]], oy, ox))
-    return Scene(tuple(objects), pick(tuple(DIRECTIONS)))
+    direction = pick(tuple(DIRECTIONS))         # drawn first: a move scene is the one this seed gave before colour changes
+    if torch.rand((), generator=gen) < turn_rate:
+        return Scene(tuple(objects), f"turns {pick(tuple(c for c in COLOURS if c != objects[0].colour))}")
+    return Scene(tuple(objects), f"moves {direction}")
 
 
 def split_seed(split: str, index: int) -> int:
@@ -143,7 +185,7 @@ def render(scene: Scene) -> torch.Tensor:
     for f in range(FRAMES):
         for i, obj in enumerate(scene.objects):
             y, x = scene.position(i, f)
-            clip[:, f, y:y + OBJECT, x:x + OBJECT] += PATTERNS[obj.colour][:, None, None] * SHAPE_MASKS[obj.shape]
+            clip[:, f, y:y + OBJECT, x:x + OBJECT] += scene.pattern(i, f)[:, None, None] * SHAPE_MASKS[obj.shape]
     return clip
 
 
@@ -182,32 +224,55 @@ def locate(clip: torch.Tensor, colour: str, shape: str) -> tuple[torch.Tensor, t
     return torch.stack([index // side, index % side], -1), strength
 
 
+def strength_at(clip: torch.Tensor, colour: str, shape: str, y: int, x: int) -> torch.Tensor:
+    """[FRAMES]: how much of a perfectly drawn object (1.0) of this colour and shape sits at (y, x)."""
+    pattern = PATTERNS[colour]
+    patch = clip[:, :, y:y + OBJECT, x:x + OBJECT].float()
+    response = torch.einsum("c,cfhw->fhw", pattern, patch) / pattern.dot(pattern)
+    template = SHAPE_MASKS[shape]
+    return (response * template).sum((-2, -1)) / template.sum()
+
+
 @dataclass(frozen=True)
 class ClipScore:
-    along: float          # named object's displacement along the instructed direction (target TRAVEL)
-    across: float         # its displacement across it
+    progress: float       # share of the asked action done, at most 1: moves, along / TRAVEL; colour changes, new-colour strength
+    along: float          # a move's displacement along the instructed direction (target TRAVEL; 0 for colour changes)
+    across: float         # a move's displacement across it (0 for colour changes, scored where the object stands)
     distractor_drift: float   # largest move of any other object (0 when there are none)
-    strength: float       # how clearly the named object is present in the last frame
-    followed: bool        # moved at least half the way the right way, nothing else moved
-    exact: bool           # ended within 1 pixel of the target
+    distractors_kept: bool    # every other object still there in its own colour
+    strength: float       # how clearly the named object is present in the last frame, in the colour it should have
+    followed: bool        # did at least half the action, nothing else moved or changed
+    exact: bool           # did the whole action (to within 1 pixel, or three quarters of the new colour)
 
 
 def score(scene: Scene, clip: torch.Tensor) -> ClipScore:
     """Score one generated clip [16, FRAMES, SIZE, SIZE] (internal latent space) against its prompt."""
-    dy, dx = DIRECTIONS[scene.direction]
-    positions, strength = locate(clip, scene.named.colour, scene.named.shape)
     start = scene.named
-    moved_y, moved_x = (int(positions[-1, 0]) - start.y, int(positions[-1, 1]) - start.x)
-    along = moved_y * dy + moved_x * dx
-    across = abs(moved_y * dx) + abs(moved_x * dy)
-    drift = 0.0
+    others = clip.clone()
+    if scene.new_colour is not None:   # a distractor may have the new colour: look for it elsewhere only
+        others[:, :, start.y:start.y + OBJECT, start.x:start.x + OBJECT] = 0
+    drift, kept = 0.0, True
     for obj in scene.objects[1:]:
-        pos, _ = locate(clip, obj.colour, obj.shape)
+        pos, _ = locate(others, obj.colour, obj.shape)
         drift = max(drift, float(max(abs(int(pos[-1, 0]) - obj.y), abs(int(pos[-1, 1]) - obj.x))))
-    present = float(strength[-1])
-    followed = along >= TRAVEL / 2 and across <= 1 and drift <= 1 and present >= 0.5
-    exact = abs(along - TRAVEL) <= 1 and across <= 1 and present >= 0.5
-    return ClipScore(float(along), float(across), drift, present, followed, exact)
+        kept = kept and float(strength_at(clip, obj.colour, obj.shape, obj.y, obj.x)[-1]) >= 0.5
+    calm = drift <= 1 and kept
+    if scene.direction is not None:
+        dy, dx = DIRECTIONS[scene.direction]
+        positions, strength = locate(clip, start.colour, start.shape)
+        moved_y, moved_x = (int(positions[-1, 0]) - start.y, int(positions[-1, 1]) - start.x)
+        along = moved_y * dy + moved_x * dx
+        across = abs(moved_y * dx) + abs(moved_x * dy)
+        present = float(strength[-1])
+        followed = along >= TRAVEL / 2 and across <= 1 and calm and present >= 0.5
+        exact = abs(along - TRAVEL) <= 1 and across <= 1 and present >= 0.5
+        return ClipScore(min(along / TRAVEL, 1.0), float(along), float(across), drift, kept, present, followed, exact)
+    # scored where the object stands: a distractor may share the new colour, so no search
+    new = float(strength_at(clip, scene.new_colour, start.shape, start.y, start.x)[-1])
+    old = float(strength_at(clip, start.colour, start.shape, start.y, start.x)[-1])
+    followed = new >= 0.5 and old < 0.5 and calm
+    exact = new >= 0.75 and old < 0.25
+    return ClipScore(min(new, 1.0), 0.0, 0.0, drift, kept, new, followed, exact)
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
