@@ -56,17 +56,17 @@ def test_training_inputs_match_what_the_host_sampler_builds(model):
     assert torch.allclose(host, train.concat_inputs(task.reference(scene)[None]), atol=1e-5)
 
 
-def test_path_weight_depends_on_the_scene_not_on_the_asked_direction():
+def test_path_weight_depends_on_the_scene_not_on_the_asked_action():
     """train.py --path-weight may only move the gradient's emphasis: a weight that knew the asked
-    direction would bias the trained model towards it. It covers every place the named object is
+    action would bias the trained model towards it. It covers every place the named object is
     or could be in frames 1+, and none of frame 0 (given by the reference)."""
     import train
     scene = task.split_scenes("val", 1)[0]
-    masks = [train.paths_mask(replace(scene, direction=d)) for d in task.DIRECTIONS]
+    masks = [train.paths_mask(replace(scene, action=a)) for a in task.actions_for(scene.named.colour)]
     assert all(torch.equal(m, masks[0]) for m in masks)
     assert masks[0][0].sum() == 0
     for direction in task.DIRECTIONS:
-        clip_scene = replace(scene, direction=direction)
+        clip_scene = replace(scene, action=f"moves {direction}")
         for frame in range(1, task.FRAMES):
             y, x = clip_scene.position(0, frame)
             assert masks[0][frame, y:y + task.OBJECT, x:x + task.OBJECT].all()
@@ -84,27 +84,41 @@ def test_keyword_mass_in_region_rises_with_beta(model, blocks):
 
 
 def test_anchoring_the_action_word_changes_the_guided_clip(model, blocks):
-    """The sweep's 'action word anchored too' setting must act: its anchor carries the direction
-    word, and the clip differs from the one guided by colour and shape alone."""
-    scene = task.split_scenes("val", 1)[0]
-    assert harness.anchor_for(scene, "mask only", action_word=True).keywords[-1] == scene.direction
+    """The sweep's 'action word anchored too' setting must act: its anchor carries the new colour
+    word, and the clip differs from the one guided by the named colour and shape alone."""
+    scene = next(s for s in task.split_scenes("val", 8) if s.kind == "turns")
+    assert harness.anchor_for(scene, "mask only", action_word=True).keywords[-1] == scene.new_colour
     with_word = harness.focal_model(model, scene, harness.ACTION_WORD, {1.0: blocks})
     without = harness.focal_model(model, scene, replace(harness.ACTION_WORD, action_word=False), {1.0: blocks})
     assert not torch.equal(harness.generate(with_word, scene, 1), harness.generate(without, scene, 1))
 
 
+def _asked_and_acted(counts: dict) -> tuple[int, int]:
+    """(samples that did what the word asked, samples that did anything)."""
+    acted = sum(c for row in counts.values() for did, c in row.items() if did != "none")
+    return sum(row.get(asked, 0) for asked, row in counts.items()), acted
+
+
+def test_base_model_turns_the_named_object_into_the_colour_the_word_names(model):
+    """The instrument can measure prompt-following only for words the model knows: asked each of the
+    three other colours for the same scene and seed, the named object must take the asked one far
+    more often than chance (a third of the clips where it changed colour)."""
+    asked, acted = _asked_and_acted(harness.word_confusion(model, *harness.split_with_seeds("val", 8), "turns"))
+    assert acted >= 12, f"the named object changed colour in only {acted} of 24 samples"
+    assert asked >= 2 * acted / 3, (asked, acted)
+
+
 @pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="measured on this model: it ignores the action word. Asked each of the four directions "
-                          "for the same scene and seed, the named object goes the asked way in 21 of 96 validation "
-                          "samples, chance level (docs/method.md §10). If this passes, the instrument changed.")
-def test_base_model_sends_the_named_object_where_the_action_word_says(model):
-    """The instrument's own limit, checked rather than assumed: a model that follows 'moves left'
+                   reason="measured on this model: it ignores the direction word. Asked each of the four "
+                          "directions for the same scene and seed, the named object goes the asked way at chance "
+                          "level (docs/method.md §10). If this passes, the instrument changed.")
+def test_base_model_sends_the_named_object_where_the_direction_word_says(model):
+    """The instrument's known limit, checked rather than assumed: a model that follows 'moves left'
     must send the object left more often than the other ways. Chance is a quarter of the moves."""
-    counts = harness.direction_confusion(model, *harness.split_with_seeds("val", 8))
-    moves = sum(c for row in counts.values() for went, c in row.items() if went != "none")
-    if moves < 16:
-        pytest.fail(f"the named object moved in only {moves} of 32 samples, too few to tell: {counts}")
-    assert sum(counts[d][d] for d in counts) >= moves / 2, counts
+    asked, moved = _asked_and_acted(harness.word_confusion(model, *harness.split_with_seeds("val", 8), "moves"))
+    if moved < 16:
+        pytest.fail(f"the named object moved in only {moved} of 32 samples, too few to tell")
+    assert asked >= moved / 2, (asked, moved)
 
 
 # The first 16 clips of the harness's held-out test split: fixed by task.split_seed, never used to
@@ -112,14 +126,21 @@ def test_base_model_sends_the_named_object_where_the_action_word_says(model):
 OUTCOME_CLIPS = 16
 
 
+# The smallest gain in mean progress that counts as help: one clip of the 16 going from nothing to
+# 80% of its action. A bare "larger" would pass on float noise (FG perturbs every clip a little).
+OUTCOME_MARGIN = 0.05
+
+
 @pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="measured on this model: the shipped defaults move the named object LESS the instructed "
-                          "way (mean 0.44 against 1.94 latent px on these 16 clips; docs/method.md §10). "
-                          "If this passes, the outcome changed: update README 'Measured outcome' and §10.")
-def test_shipped_defaults_move_the_named_object_further_the_instructed_way(model):
+                   reason="measured on this model: the shipped defaults leave the outcome where it was (mean progress "
+                          "0.476 with and without them on these 16 clips: every clip scores the same, one colour "
+                          "change differs by 0.01; docs/method.md §10). If this passes, the outcome changed: update "
+                          "README 'Measured outcome' and §10.")
+def test_shipped_defaults_take_the_named_object_further_with_the_asked_action(model):
     """Focal Attention Transfer exactly as shipped (auto weak and source blocks, auto_kappa 1, alpha 0.3,
     beta 1, gamma 0.5, window 0-0.5) with Region Anchor on a hand mask of the named object, against the
-    plain model with the same seeds: is the mean move along the instructed direction larger?"""
+    plain model with the same seeds: does the named object get clearly further with the asked action
+    (the mean progress: how far it moved the asked way, or how much of the new colour it took)?"""
     scenes, seeds = harness.split_with_seeds("test", OUTCOME_CLIPS)
     base_clips, focal_clips = {}, {}
     base = harness.evaluate(model, scenes, seeds, None, {}, keep=base_clips)
@@ -128,9 +149,9 @@ def test_shipped_defaults_move_the_named_object_further_the_instructed_way(model
     if guided < OUTCOME_CLIPS // 2:
         pytest.fail(f"auto mode changed only {guided} of {OUTCOME_CLIPS} clips: the comparison would say "
                     "little about Focal Guidance")
-    along_base = sum(s.along for s in base.scores) / OUTCOME_CLIPS
-    along_focal = sum(s.along for s in focal.scores) / OUTCOME_CLIPS
-    assert along_focal > along_base, (along_base, along_focal)
+    progress_base = sum(s.progress for s in base.scores) / OUTCOME_CLIPS
+    progress_focal = sum(s.progress for s in focal.scores) / OUTCOME_CLIPS
+    assert progress_focal >= progress_base + OUTCOME_MARGIN, (progress_base, progress_focal)
 
 
 def test_standin_latent_to_video_builds_the_harness_conditioning(model):
