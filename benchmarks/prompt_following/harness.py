@@ -350,8 +350,8 @@ def sweep_settings() -> list[Setting]:
 def to_rgb(clip: torch.Tensor) -> torch.Tensor:
     """[16, F, h, w] latent → [F, H, W, 3] picture: each colour's response painted in its RGB."""
     frames = torch.zeros(clip.shape[1], task.SIZE, task.SIZE, 3)
-    for colour, pattern in task.PATTERNS.items():
-        response = (torch.einsum("c,cfhw->fhw", pattern, clip.float()) / pattern.dot(pattern)).clamp(0, 1)
+    for colour in task.PATTERNS:
+        response = task.colour_response(clip, colour).clamp(0, 1)
         frames += response[..., None] * torch.tensor(RGB[colour])
     frames = frames.clamp(0, 1)
     return frames.repeat_interleave(IMAGE_SCALE, 1).repeat_interleave(IMAGE_SCALE, 2)

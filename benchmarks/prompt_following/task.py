@@ -208,14 +208,19 @@ def object_mask(scene: Scene, index: int = 0) -> torch.Tensor:
     return mask
 
 
+def colour_response(clip: torch.Tensor, colour: str) -> torch.Tensor:
+    """[FRAMES, h, w]: how much of the colour's pattern each pixel holds (1.0: a drawn object's pixel)."""
+    pattern = PATTERNS[colour]
+    return torch.einsum("c,cfhw->fhw", pattern, clip.float()) / pattern.dot(pattern)
+
+
 def locate(clip: torch.Tensor, colour: str, shape: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Best position of an object in every frame by matched filtering.
 
     Returns ``(positions [FRAMES, 2] long (y, x), strength [FRAMES])`` where strength is the
     match relative to a perfectly drawn object (1.0) at that position.
     """
-    pattern = PATTERNS[colour]
-    response = torch.einsum("c,cfhw->fhw", pattern, clip.float()) / pattern.dot(pattern)
+    response = colour_response(clip, colour)
     template = SHAPE_MASKS[shape]
     match = torch.nn.functional.conv2d(response[:, None], (template / template.sum())[None, None])[:, 0]
     flat = match.flatten(1)
@@ -226,9 +231,7 @@ def locate(clip: torch.Tensor, colour: str, shape: str) -> tuple[torch.Tensor, t
 
 def strength_at(clip: torch.Tensor, colour: str, shape: str, y: int, x: int) -> torch.Tensor:
     """[FRAMES]: how much of a perfectly drawn object (1.0) of this colour and shape sits at (y, x)."""
-    pattern = PATTERNS[colour]
-    patch = clip[:, :, y:y + OBJECT, x:x + OBJECT].float()
-    response = torch.einsum("c,cfhw->fhw", pattern, patch) / pattern.dot(pattern)
+    response = colour_response(clip[:, :, y:y + OBJECT, x:x + OBJECT], colour)
     template = SHAPE_MASKS[shape]
     return (response * template).sum((-2, -1)) / template.sum()
 
