@@ -7,7 +7,10 @@ chained to whatever was there before:
 - one ``optimized_attention_override`` that routes each CFG chunk of a tagged block's text
   attention (the call the model's family recognises by its key count): chunks that no handler
   changes keep the host kernel (and any earlier override), called with a ``cond_or_uncond`` that
-  lists exactly the chunks it is given. One exception: a chunk that is only recorded, when the
+  lists exactly the chunks it is given; where the text attention is a call of its own (Wan's
+  cross-attention), the host computes the whole batch instead and only the edited rows are
+  replaced, so an unedited branch is the unpatched output bit for bit whatever the processor's
+  kernels do with batch size (one extra text call per edited chunk). One exception: a chunk that is only recorded, when the
   host kernel is plain SDPA with no earlier override and the family's edit returns SDPA's very
   output (HunyuanVideo's joint attention), is computed once by the pack, output and recording
   together; under any other kernel or override the host call stays and the recording costs a
@@ -211,8 +214,10 @@ def _text_attention(run: FocalRun, block: int, func, args, kwargs, options, call
     computed = [bool(edits) and (changes_output(e for _, _, e in edits) or host_is_sdpa and
                                  family.records_with_sdpas_output(q[rows], k[rows], v[rows], chunk_mask))
                 for (rows, _, edits), chunk_mask in zip(chunks, masks)]
-    out = None
-    for first, last in _runs(computed):   # chunks the pack does not compute: the host's exact output
+    out, host_runs = None, _runs(computed)   # runs of chunks the pack does not compute: the host's output
+    if family.separate_text_call and host_runs:
+        out, host_runs = call_previous(func, *args, **kwargs), []   # whole batch as unpatched; edited rows replaced
+    for first, last in host_runs:
         rows = slice(chunks[first][0].start, chunks[last][0].stop)
         host = call_previous(func, q[rows], k[rows], v[rows], *args[3:],
                              **_sub_kwargs(kwargs, options, rows, q.shape[0], branches[first:last + 1]))

@@ -20,6 +20,7 @@ WHEEL_SHA256="ca88001360fe724e02e7d534db8bdfb3b3ee344e4c73209690d27eb89b0dee47"
 # The core tarballs we accept, by file name (sha256 from ../shared/hosts/README.md).
 declare -A CORE_SHA256=(
   [comfyui-0.12.1.tar.gz]=16a44e0290a01b705f6d9c82e6bebb516fb73138c3ed5d1ba72564d64a5f7949
+  [comfyui-0.33.0.tar.gz]=870a10fbf15396babac88c921f6a2b90a714139100cfeface7459b83af321c7c
 )
 # torch: the CUDA build (runs on CPU). The local CPU-only torch 2.13.0 wheel cannot load
 # torchvision ("operator torchvision::nms does not exist"), and the host imports torchvision.

@@ -25,8 +25,21 @@ def boot():
         sys.path.insert(0, str(PACK_DIR / "scripts"))
     from comfy.cli_args import args
     args.cpu = True  # tests are CPU-only and deterministic
+    _import_host_nodes()
     import comfyui_version
     return PACK_DIR / "test-artifacts" / f"comfyui-{comfyui_version.__version__}"
+
+
+def _import_host_nodes():
+    """Import the host's top-level ``nodes`` module now, while the host leads ``sys.path``.
+
+    The pack has a ``nodes/`` package too. pytest puts the pack folder itself on ``sys.path`` when
+    its name is not an identifier (``ComfyUI-FocalGuidance``, as ``git clone`` names it), and the
+    host's ``comfy_extras`` run a bare ``import nodes``: cached here, it is always the host's.
+    """
+    import nodes
+    if pathlib.Path(nodes.__file__).resolve() != COMFY_DIR / "nodes.py":
+        raise pytest.UsageError(f"'import nodes' found {nodes.__file__}, not the host's {COMFY_DIR / 'nodes.py'}")
 
 
 ARTIFACTS = boot()

@@ -66,6 +66,11 @@ class Family:
     name = ""                  # shown in errors, anchors and reports
     tokenizer = ""             # the text encoder's token key (ComfyUI's embedding key) anchors must carry
     latent_patch = (1, 2, 2)   # (t, h, w) latent patching, for Region Anchor's latent check
+    # The text attention is a call of its own (cross-attention), cheap beside the block: the dispatcher
+    # then lets the host compute the whole CFG batch and replaces only the edited rows, so unedited
+    # branches get the unpatched output bit for bit on any processor (GEMM kernels round by batch size).
+    # A joint attention is the block's whole attention: splitting off the unedited rows is cheaper.
+    separate_text_call = False
 
     def __init__(self, info: ModelInfo):
         self.info = info

@@ -25,6 +25,7 @@ class Wan(Family):
     name = "Wan"
     tokenizer = "umt5xxl"
     latent_patch = (1, 2, 2)
+    separate_text_call = True
 
     def __init__(self, info: ModelInfo):
         super().__init__(info)
