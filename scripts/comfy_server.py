@@ -1,8 +1,8 @@
 """Run the real ComfyUI host (``main.py --cpu``) as a subprocess and talk to its HTTP API.
 
-Used by tests/e2e/test_server.py and scripts/run_main_job.py. Standard library only, so any Python
-can import it; the server itself runs under the host's venv (``.venv/bin/python``), or, for another
-core named by FOCAL_COMFYUI, under the Python that imports this module (see VENV_PYTHON).
+Used by tests/e2e and scripts/run_main_job.py, which run under a host's venv (websocket-client, numpy and
+Pillow are there). The server runs under the host's venv (``.venv/bin/python``), or, for another core named
+by FOCAL_COMFYUI, under the Python that imports this module (see VENV_PYTHON).
 
     with ComfyServer(work_dir, models_dir=models) as server:
         prompt_id = server.post_prompt(graph)           # API-format graph
@@ -29,20 +29,20 @@ host folder are on sys.path, so a tests/server.py would shadow the host's own ``
 from __future__ import annotations
 
 import atexit
-import base64
-import hashlib
 import json
 import os
 import pathlib
+import re
 import shutil
 import socket
-import struct
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
 import uuid
+
+import websocket   # websocket-client (requirements-test.txt; setup_host.sh puts it in the host venv)
 
 PACK_DIR = pathlib.Path(__file__).resolve().parents[1]
 PACK_NAME = "ComfyUI-FocalGuidance"  # the pack's folder name in the host's custom_nodes
@@ -53,6 +53,7 @@ VENV_PYTHON = (pathlib.Path(sys.executable) if "FOCAL_COMFYUI" in os.environ
                else PACK_DIR / ".venv" / ("Scripts/python.exe" if os.name == "nt" else "bin/python"))
 STANDIN_DIR = PACK_DIR / "tests" / "standin_nodes"
 STANDIN_PACKAGE = "focal_standins"  # the stand-ins' folder name in the temporary custom_nodes
+WORKER_DEATH = re.compile(r"^Exception in thread .*\(prompt_worker\):$", re.MULTILINE)
 # Model folder keys written into the yaml when the models folder has that sub-folder.
 MODEL_KEYS = ("diffusion_models", "vae", "text_encoders", "clip_vision", "checkpoints", "loras")
 
@@ -129,96 +130,30 @@ def backoff(deadline, first=0.05, cap=2.0):
         delay *= 2
 
 
-class WebSocket:
-    """A minimal RFC 6455 client for the host's ``/ws``: JSON text messages in, pongs out.
-
-    Binary frames (latent previews) are skipped. ``receive`` keeps partial frames buffered, so a
-    timeout never loses data.
-    """
-
-    GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+class HostSocket:
+    """The host's ``/ws`` through websocket-client: JSON text messages in, binary frames (latent
+    previews) skipped, pings answered by the library. Every receive is bounded by a timeout."""
 
     def __init__(self, host, port, path, timeout=10.0):
-        self.sock = socket.create_connection((host, port), timeout=timeout)
-        self.buffer = bytearray()
-        self.fragments = []
-        try:
-            self._handshake(host, port, path)
-        except OSError:
-            self.close()
-            raise
-
-    def _handshake(self, host, port, path):
-        key = base64.b64encode(os.urandom(16))
-        self.sock.sendall(b"GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                          b"Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n"
-                          % (path.encode(), host.encode(), port, key))
-        while b"\r\n\r\n" not in self.buffer:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise ConnectionError("the server closed the connection during the websocket handshake")
-            self.buffer += chunk
-        head, _, rest = bytes(self.buffer).partition(b"\r\n\r\n")
-        self.buffer = bytearray(rest)
-        accept = base64.b64encode(hashlib.sha1(key + self.GUID).digest())
-        if not head.startswith(b"HTTP/1.1 101") or accept not in head:
-            raise ConnectionError(f"websocket handshake refused: {head.decode(errors='replace')[:200]}")
+        self.ws = websocket.create_connection(f"ws://{host}:{port}{path}", timeout=timeout)
 
     def close(self):
-        self.sock.close()
-
-    def _send(self, opcode, payload=b""):
-        mask = os.urandom(4)
-        self.sock.sendall(bytes([0x80 | opcode, 0x80 | len(payload)]) + mask
-                          + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
-
-    def _frame(self):
-        """(fin, opcode, payload) of the first whole frame in the buffer, or None."""
-        buf = self.buffer
-        if len(buf) < 2:
-            return None
-        length, start = buf[1] & 0x7F, 2
-        if length >= 126:
-            start = 4 if length == 126 else 10
-            if len(buf) < start:
-                return None
-            length = struct.unpack(">H" if length == 126 else ">Q", buf[2:start])[0]
-        if len(buf) < start + length:
-            return None
-        frame = (bool(buf[0] & 0x80), buf[0] & 0x0F, bytes(buf[start:start + length]))
-        del buf[:start + length]
-        return frame
+        self.ws.close()
 
     def receive(self, timeout):
-        """The next JSON text message, or None when none completes within ``timeout`` seconds."""
+        """The next JSON text message, or None when none arrives within ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
-        while True:
-            frame = self._frame()
-            if frame is None:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return None
-                self.sock.settimeout(remaining)
-                try:
-                    chunk = self.sock.recv(65536)
-                except socket.timeout:
-                    return None
-                if not chunk:
-                    raise ConnectionError("the server closed the websocket")
-                self.buffer += chunk
-                continue
-            fin, opcode, payload = frame
-            if opcode == 0x8:
-                raise ConnectionError("the server closed the websocket")
-            if opcode == 0x9:
-                self._send(0xA, payload)
-            elif opcode in (0x0, 0x1, 0x2):
-                self.fragments.append((opcode, payload))
-                if fin:
-                    (first, _), data = self.fragments[0], b"".join(p for _, p in self.fragments)
-                    self.fragments = []
-                    if first == 0x1:
-                        return json.loads(data)
+        while (remaining := deadline - time.monotonic()) > 0:
+            self.ws.settimeout(remaining)
+            try:
+                opcode, data = self.ws.recv_data()
+            except websocket.WebSocketTimeoutException:
+                return None
+            except websocket.WebSocketConnectionClosedException:
+                raise ConnectionError("the server closed the websocket") from None
+            if opcode == websocket.ABNF.OPCODE_TEXT:
+                return json.loads(data)
+        return None
 
 
 class ComfyServer:
@@ -304,12 +239,12 @@ class ComfyServer:
             if self.proc.poll() is not None:
                 return False
             try:
-                ws = WebSocket("127.0.0.1", self.port, f"/ws?clientId={self.client_id}", timeout=10)
-            except OSError:
+                ws = HostSocket("127.0.0.1", self.port, f"/ws?clientId={self.client_id}", timeout=10)
+            except (OSError, websocket.WebSocketException):
                 continue
             try:
                 first = ws.receive(timeout=max(deadline - time.monotonic(), 1.0))
-            except (OSError, ValueError):
+            except (OSError, ValueError, websocket.WebSocketException):
                 ws.close()
                 continue
             if first is not None and first.get("type") == "status":
@@ -366,6 +301,21 @@ class ComfyServer:
     def log_tail(self, lines=60):
         return "\n".join(self.log_text().splitlines()[-lines:])
 
+    def last_error(self, log=None):
+        """The exception line ending the log's last traceback, or 'none'."""
+        log = self.log_text() if log is None else log
+        at = log.rfind("Traceback (most recent call last):")
+        if at < 0:
+            return "none"
+        return next((line for line in log[at:].splitlines()[1:] if line and not line[0].isspace()), "none")
+
+    def worker_death(self):
+        """The exception that ended the host's prompt worker thread, or None while it lives. Python's
+        threading excepthook logs it as 'Exception in thread NAME (prompt_worker):' and its traceback."""
+        log = self.log_text()
+        death = WORKER_DEATH.search(log)
+        return None if death is None else self.last_error(log[death.start():])
+
     def log_excerpt(self, lines=60):
         return f"\n--- last {lines} lines of {self.log_path} ---\n{self.log_tail(lines)}\n--- end of log ---"
 
@@ -403,18 +353,26 @@ class ComfyServer:
         return self.get(f"/history/{prompt_id}").get(prompt_id)
 
     def wait(self, prompt_id, timeout=300.0):
-        """The /history entry once the prompt finishes; ExecutionFailed with the node's error text if it failed."""
+        """The /history entry once the prompt finishes; ExecutionFailed with the node's error text if it failed.
+
+        Bounded: a server that exits, a prompt worker thread that died (the server then accepts prompts
+        and never runs them) or ``timeout`` seconds end the wait with ServerError and the log's last error.
+        """
         deadline = time.monotonic() + timeout
         entry = self.history(prompt_id)
         while entry is None:
             if not self.alive():
                 raise ServerError(f"the server exited while prompt {prompt_id} was queued" + self.log_excerpt())
+            if (death := self.worker_death()) is not None:
+                raise ServerError(f"the host's prompt worker thread died ({death}): prompt {prompt_id} can never "
+                                  "run on this server" + self.log_excerpt())
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise ServerError(f"prompt {prompt_id} did not finish in {timeout:.0f} s" + self.log_excerpt())
-            try:  # at most a second at a time, to notice a server that died
+                raise ServerError(f"prompt {prompt_id} did not finish in {timeout:.0f} s; last error in the server "
+                                  f"log: {self.last_error()}" + self.log_excerpt())
+            try:  # at most a second at a time, to notice a server or worker that died
                 message = self.ws.receive(timeout=min(remaining, 1.0))
-            except (OSError, ValueError) as err:
+            except (OSError, ValueError, websocket.WebSocketException) as err:
                 raise ServerError(f"the websocket failed while waiting for prompt {prompt_id}: {err}"
                                   + self.log_excerpt()) from None
             data = (message or {}).get("data") or {}
@@ -452,31 +410,16 @@ class ComfyServer:
 
 
 def make_input_image(path: pathlib.Path, width=96, height=64) -> pathlib.Path:
-    """A deterministic RGB PNG with structure (gradient, a red disc, a blue bar) for LoadImage.
-
-    Standard library only (zlib), so the scripts run under any Python, not just the host's venv.
-    """
-    import struct
-    import zlib
+    """A deterministic RGB PNG with structure (gradient, a red disc, a blue bar) for LoadImage."""
+    import numpy as np
+    from PIL import Image
+    y, x = np.mgrid[0:height, 0:width]
     cx, cy, r = width * 0.72, height * 0.47, min(width, height) * 0.28
-    rows = bytearray()
-    for y in range(height):
-        rows.append(0)  # filter: none
-        for x in range(width):
-            if (x - cx) ** 2 + (y - cy) ** 2 <= r * r:
-                px = (230, 40, 30)
-            elif width * 0.1 <= x <= width * 0.45 and height * 0.6 <= y <= height * 0.8:
-                px = (20, 30, 200)
-            else:
-                px = (255 * x // max(width - 1, 1), 255 * y // max(height - 1, 1), 96)
-            rows.extend(px)
-
-    def chunk(kind, data):
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
-           + chunk(b"IDAT", zlib.compress(bytes(rows), 9)) + chunk(b"IEND", b""))
+    pixels = np.stack([255 * x // max(width - 1, 1), 255 * y // max(height - 1, 1), np.full_like(x, 96)], -1)
+    pixels[(width * 0.1 <= x) & (x <= width * 0.45) & (height * 0.6 <= y) & (y <= height * 0.8)] = (20, 30, 200)
+    pixels[(x - cx) ** 2 + (y - cy) ** 2 <= r * r] = (230, 40, 30)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(png)
+    Image.fromarray(pixels.astype(np.uint8)).save(path)
     return path
 
 

@@ -3,14 +3,14 @@
 # headless browser, then run the host-free core suite (tests/core) in a venv with no host, and the
 # whole suite against each real host in turn:
 #   - ComfyUI 0.3.75 in .host with .venv, as users get it (scripts/setup_host.sh);
-#   - ComfyUI 0.12.1 in .host-0.12.1 with .venv-0.12.1, from ../shared/hosts/comfyui-0.12.1.tar.gz
-#     beside the clone. Without that file this host is skipped with a note, unless
+#   - ComfyUI 0.12.1 and 0.33.0 in .host-VERSION with .venv-VERSION, from ../shared/hosts/comfyui-VERSION.tar.gz
+#     beside the clone. Without such a file that host is skipped with a note, unless
 #     FOCAL_REQUIRE_NEWER_HOST is set (CI), where that is a failure.
 # Fails if any suite fails (pytest's exit 5, no tests collected, included). Extra args go to pytest.
 set -euo pipefail
 PACK_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$PACK_DIR"
-NEWER_CORE="$PACK_DIR/../shared/hosts/comfyui-0.12.1.tar.gz"
+NEWER_CORES=(0.12.1 0.33.0)   # tested beside 0.3.75, oldest first
 PYTEST_ARGS=("$@")
 passed=()
 failed=()
@@ -58,14 +58,17 @@ run_suite() {
 
 run_core
 run_suite "ComfyUI 0.3.75" .host .venv
-if [ -f "$NEWER_CORE" ]; then
-  run_suite "ComfyUI 0.12.1" .host-0.12.1 .venv-0.12.1 --core "$NEWER_CORE"
-elif [ -n "${FOCAL_REQUIRE_NEWER_HOST:-}" ]; then
-  echo "run_tests: ERROR: $NEWER_CORE is missing (CI expects ../shared/hosts/ beside the clone)" >&2
-  failed+=("ComfyUI 0.12.1 (no tarball)")
-else
-  echo "run_tests: NOTE: $NEWER_CORE not found, so ComfyUI 0.12.1 is not tested here (CI tests it)"
-fi
+for version in "${NEWER_CORES[@]}"; do
+  tarball="$PACK_DIR/../shared/hosts/comfyui-$version.tar.gz"
+  if [ -f "$tarball" ]; then
+    run_suite "ComfyUI $version" ".host-$version" ".venv-$version" --core "$tarball"
+  elif [ -n "${FOCAL_REQUIRE_NEWER_HOST:-}" ]; then
+    echo "run_tests: ERROR: $tarball is missing (CI expects ../shared/hosts/ beside the clone)" >&2
+    failed+=("ComfyUI $version (no tarball)")
+  else
+    echo "run_tests: NOTE: $tarball not found, so ComfyUI $version is not tested here (CI tests it)"
+  fi
+done
 
 echo "run_tests: passed: ${passed[*]:-none}"
 if [ ${#failed[@]} -gt 0 ]; then

@@ -7,12 +7,13 @@ the tiny real-architecture checkpoints from scripts/make_tiny_models.py, by stoc
 """
 import asyncio
 import shutil
+import time
 
 import pytest
 
 import make_tiny_models as tiny
 from comfy_server import (PACK_DIR, PACK_NAME, STANDIN_DIR, STANDIN_PACKAGE, ComfyServer, ExecutionFailed,
-                          PromptRejected, make_input_image)
+                          PromptRejected, ServerError, make_input_image)
 
 # Every node the pack ships; each must be listed by /object_info with the inputs its schema declares.
 PACK_NODES = ["FocalSemanticLayerProbe", "FocalSemanticLayerReport", "FocalRegionAnchor", "FocalAttentionTransfer"]
@@ -197,6 +198,21 @@ def test_wait_reads_a_finished_prompt_from_history(comfy_server):
     entry = comfy_server.wait(prompt_id, timeout=RUN_TIMEOUT)
     assert entry["status"]["status_str"] == "success"
     assert comfy_server.wait(prompt_id, timeout=RUN_TIMEOUT) == entry
+
+
+def test_a_dead_prompt_worker_fails_the_wait_fast_and_is_named(tiny_models, tmp_path):
+    """A worker thread that dies leaves a server that accepts prompts and never runs them (ComfyUI 0.33
+    did this on a CLIP without a patcher): the wait must end at once with the reason, not at its timeout.
+    Its own server: this one is broken afterwards."""
+    server = ComfyServer(tmp_path / "dead_worker", models_dir=tiny_models)
+    make_input_image(server.input_dir / IMAGE_NAME, WIDTH, HEIGHT)
+    for _ in server.serve():
+        began = time.monotonic()
+        with pytest.raises(ServerError, match=r"prompt worker thread died \(.*WorkerKilled"):
+            server.run({"end": {"class_type": "FocalStandInEndPromptWorker", "inputs": {"seed": 1}}}, timeout=600)
+        with pytest.raises(ServerError, match="prompt worker thread died"):
+            server.run(wan_i2v_graph(prefix="never_runs"), timeout=600)
+        assert time.monotonic() - began < 120, "the wait ran towards its timeout instead of failing fast"
 
 
 def test_out_of_range_alpha_is_rejected_by_validation(comfy_server):

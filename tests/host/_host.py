@@ -135,10 +135,8 @@ TEXT_ENCODERS = COMFY_DIR / "comfy" / "text_encoders"
 
 def host_clip(tokenizer):
     """A host ``comfy.sd.CLIP`` with a real tokenizer and no model (the spans need no weights)."""
-    import comfy.sd
-    clip = comfy.sd.CLIP(no_init=True)
-    clip.tokenizer, clip.tokenizer_options = tokenizer, {}
-    return clip
+    from standin_nodes.word_tokenizer import weightless_clip
+    return weightless_clip(tokenizer)
 
 
 def wan_tokenizer():
@@ -154,8 +152,10 @@ def hunyuan_tokenizer():
     from comfy.text_encoders.hunyuan_video import HunyuanVideoTokenizer
     from transformers import PreTrainedTokenizerFast
     tok = HunyuanVideoTokenizer()
-    inner = tok.llama.tokenizer
-    if not any(p.startswith("Ġ") for p in inner.convert_ids_to_tokens(inner("a cat")["input_ids"])):
+    # Asked as Region Anchor asks every host tokenizer (transformers, sentencepiece or the host's own
+    # BPETokenizer of ComfyUI 0.33): token ids through the SDTokenizer, pieces from its inv_vocab.
+    ids = [t for t, _ in tok.llama.tokenize_with_weights("a cat")[0]]
+    if not any(tok.llama.inv_vocab.get(t, "").startswith("Ġ") for t in ids):
         tok.llama.tokenizer = PreTrainedTokenizerFast.from_pretrained(str(TEXT_ENCODERS / "llama_tokenizer"))
     return tok
 

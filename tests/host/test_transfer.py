@@ -115,7 +115,12 @@ def test_negative_branch_untouched_in_positive_mode(family_model, separate):
     family, model = family_model
     base_cond, base_uncond = cfg_preds(model, family, separate)
     fg_cond, fg_uncond = cfg_preds(transfer(model, weak="2", sources="1"), family, separate)
-    assert torch.equal(base_uncond, fg_uncond)
+    if family.startswith("hunyuan") and not separate:
+        # Joint attention: the host attends the uncond rows alone (batch 1 where the unpatched run had 2),
+        # and CPU GEMM kernels may round by batch size (AVX-512/AMX do): equal to fp32 rounding, not bit for bit.
+        torch.testing.assert_close(base_uncond, fg_uncond, rtol=1e-5, atol=1e-5)
+    else:   # Wan: the host computes the whole batch as unpatched, edited rows replaced; separate: never edited
+        assert torch.equal(base_uncond, fg_uncond)
     assert not torch.equal(base_cond, fg_cond)
     both_cond, both_uncond = cfg_preds(transfer(model, weak="2", sources="1", branch="both"), family, separate)
     assert not torch.equal(base_uncond, both_uncond)
@@ -252,9 +257,9 @@ def test_chains_with_slg_and_a_previous_override(tiny_models):
     calls.clear()
     fg = transfer(base, weak="2", sources="1")
     with_fg = _host.sample(fg, "wan_i2v", steps=2)
-    # every call still reaches the earlier override; only the positive row of block 2's text
-    # attention (once per step) is computed by Focal Guidance instead
-    assert len(calls) == calls_plain and sum(calls) == rows_plain - 2
+    # every call still reaches the earlier override with its whole batch (Wan: the host computes the
+    # text attention as unpatched, and Focal Guidance replaces block 2's positive row once per step)
+    assert calls == [2] * calls_plain and sum(calls) == rows_plain
     assert not torch.equal(plain, with_fg)
     slg = SkipLayerGuidanceDiT.execute(fg, 3.0, 0.0, 1.0, "4", "", 0.0).args[0]
     slg_fg = _host.sample(slg, "wan_i2v", steps=2)

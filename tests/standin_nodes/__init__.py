@@ -152,10 +152,29 @@ class FocalStandInClipVision(io.ComfyNode):
         return io.NodeOutput(encode_image(image))
 
 
+class WorkerKilled(BaseException):
+    """Not an Exception: the host's executor catches those per node; this one ends its prompt worker."""
+
+
+class FocalStandInEndPromptWorker(io.ComfyNode):
+    """TEST-ONLY: ends the host's prompt worker thread, as 0.33's worker ends on an output it cannot
+    release; the server then accepts prompts and never runs them (tests/e2e/test_server.py)."""
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(node_id="FocalStandInEndPromptWorker", display_name="Focal Stand-in End Prompt Worker "
+                         "(TEST ONLY)", category=CATEGORY, inputs=[io.Int.Input("seed", default=0)],
+                         outputs=[io.Int.Output()], is_output_node=True)
+
+    @classmethod
+    def execute(cls, seed) -> io.NodeOutput:
+        raise WorkerKilled("the test ended the prompt worker")
+
+
 class FocalStandInExtension(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
         return [FocalStandInTextEncode, FocalStandInClipVision, FocalStandInWordTokenizerCLIP,
-                FocalStandInLatentToVideo, FocalStandInSigLIPVision, FocalStandInVAELoader]
+                FocalStandInLatentToVideo, FocalStandInSigLIPVision, FocalStandInVAELoader,
+                FocalStandInEndPromptWorker]
 
 
 async def comfy_entrypoint() -> FocalStandInExtension:

@@ -1,6 +1,7 @@
 """TEST-ONLY: a weightless host CLIP whose tokenizer splits words like FocalStandInTextEncode
 (one token per word, then an end token), so Region Anchor can find keyword spans that line up with
 the stand-in conditioning. No tiny umT5, LLaMA or Qwen2.5-VL can be loaded by the host's CLIP loaders."""
+import torch
 from comfy_api.latest import io
 
 import comfy.sd
@@ -59,6 +60,29 @@ class WordTokenizer:
         return {"llama": [[(i, 1.0) for i in ids]]}
 
 
+class _NoTextEncoder(torch.nn.Module):
+    """The text encoder of a weightless CLIP: the host wraps it in its own patcher; it never encodes."""
+
+    def __init__(self, device=None, dtype=None, model_options=None):
+        super().__init__()
+        self.dtypes = set()
+
+    def encode_token_weights(self, token_weight_pairs):
+        raise RuntimeError("TEST-ONLY weightless CLIP: it tokenizes only; encode with FocalStandInTextEncode")
+
+
+def weightless_clip(tokenizer) -> comfy.sd.CLIP:
+    """A ``comfy.sd.CLIP`` built by the host's own constructor (patcher, ``is_dynamic`` and all, as the
+    prompt worker expects of every cached output) around ``tokenizer`` and no weights."""
+    class Target:
+        params, clip = {}, _NoTextEncoder
+
+        @staticmethod
+        def tokenizer(embedding_directory=None, tokenizer_data=None):
+            return tokenizer
+    return comfy.sd.CLIP(target=Target)
+
+
 class FocalStandInWordTokenizerCLIP(io.ComfyNode):
     @classmethod
     def define_schema(cls):
@@ -70,6 +94,4 @@ class FocalStandInWordTokenizerCLIP(io.ComfyNode):
 
     @classmethod
     def execute(cls, family) -> io.NodeOutput:
-        clip = comfy.sd.CLIP(no_init=True)
-        clip.tokenizer, clip.tokenizer_options = WordTokenizer(family), {}
-        return io.NodeOutput(clip)
+        return io.NodeOutput(weightless_clip(WordTokenizer(family)))
