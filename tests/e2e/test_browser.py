@@ -57,13 +57,18 @@ PROBE_GRAPH = {
 APP = "window.comfyAPI?.app?.app"
 NODE = f"{APP}.graph.getNodeById({REPORT})"
 VIEW = f"{NODE}?.widgets?.find(w => w.name === 'focal_probe_view')?.element?.querySelector('canvas')"
+# Ready once the frontend has set up and shown its startup workflow (the default graph for a new user):
+# newer frontends (ComfyUI 0.33's) load it asynchronously, and a graph loaded before it would be replaced.
 READY = f"""() => {{
     const app = {APP};
-    return !!(app && app.graph && app.canvas && window.LiteGraph?.registered_node_types?.FocalSemanticLayerReport
+    return !!(app && app.isGraphReady !== false && app.graph?.nodes?.length && app.canvas
+              && window.LiteGraph?.registered_node_types?.FocalSemanticLayerReport
               && app.extensions?.some(e => e.name === "FocalGuidance.ProbeReport"));
 }}"""
+# Newer frontends' loadApiJson adds to the open graph instead of replacing it: clear it first.
+LOAD_API = f"""async ([graph, name]) => {{ {APP}.graph.clear(); await {APP}.loadApiJson(graph, name); }}"""
 LOAD = f"""async (graph) => {{
-    await {APP}.loadApiJson(graph, "focal_probe_browser_test.json");
+    await ({LOAD_API})([graph, "focal_probe_browser_test.json"]);
     return ({NODE}?.widgets || []).map(w => w.name);
 }}"""
 VIEW_SHOWN = f"() => {{ const c = {VIEW}; return !!c?.isConnected && c.clientWidth > 0 && c.clientHeight > 0; }}"
@@ -321,8 +326,7 @@ def test_auto_mode_shows_its_picks_on_the_transfer_node(page, browser_server, ar
     _post_settings(browser_server, SETTINGS)
     page.goto(browser_server.url + "/", wait_until="domcontentloaded")
     page.wait_for_function(READY, timeout=90_000)
-    page.evaluate(f"async (graph) => {{ await {APP}.loadApiJson(graph, 'focal_auto_browser_test.json'); }}",
-                  AUTO_GRAPH)
+    page.evaluate(LOAD_API, [AUTO_GRAPH, "focal_auto_browser_test.json"])
     page.wait_for_function(f"() => !!{APP}.graph.getNodeById({TRANSFER})", timeout=10_000)
     assert page.evaluate(PICKS) is None
     page.evaluate(QUEUE)
