@@ -44,6 +44,7 @@ The browser round trip reuses tests/e2e/test_browser.py's Chromium + Playwright 
 Chromium unless FOCAL_REQUIRE_BROWSER is set, where it fails instead.
 """
 import copy
+import functools
 import json
 import os
 import pathlib
@@ -109,7 +110,9 @@ PLACEHOLDERS = ["text_encoders/umt5_xxl_fp8_e4m3fn_scaled.safetensors", "text_en
                 "text_encoders/byt5_small_glyphxl_fp16.safetensors",
                 "clip_vision/sigclip_vision_patch14_384.safetensors"]
 # What the host's official Wan2.2 template names, and the tiny file each name stands for.
-OFFICIAL_WAN22 = "03_video_wan2_2_14B_i2v_subgraphed"
+# Newest first: each host's venv holds the templates package its requirements pin (0.33: ComfySwitchNode
+# and ComfyMathExpression inside the subgraph; 0.3.75 and 0.12.1: the earlier subgraphed template).
+OFFICIAL_WAN22_NAMES = ("video_wan2_2_14B_i2v", "03_video_wan2_2_14B_i2v_subgraphed")
 OFFICIAL_ALIASES = {"diffusion_models/wan2.2_i2v_high_noise_14B_fp8_scaled.safetensors": tiny.WAN22_HIGH,
                     "diffusion_models/wan2.2_i2v_low_noise_14B_fp8_scaled.safetensors": tiny.WAN22_LOW}
 EMPTY_LORAS = ["loras/wan2.2_i2v_lightx2v_4steps_lora_v1_high_noise.safetensors",
@@ -409,16 +412,27 @@ def test_templates_are_served_for_browse_templates(workflow_server):
 
 
 # ---- the host's official Wan2.2 I2V template: a subgraph ----------------------------------------
-def official_wan22_template():
-    """The official template from the host venv's comfyui-workflow-templates packages, or a skip."""
+@functools.cache
+def official_wan22_name():
+    """The newest official Wan2.2 I2V template in the host venv's comfyui-workflow-templates, or a skip."""
     try:
         import comfyui_workflow_templates as templates
-        path = templates.get_asset_path(OFFICIAL_WAN22, f"{OFFICIAL_WAN22}.json")
-    except (ImportError, KeyError) as err:
-        pytest.skip(f"this host's venv lacks the official template {OFFICIAL_WAN22} "
-                    f"(comfyui-workflow-templates): {err!r}")
-    workflow = json.loads(pathlib.Path(path).read_text(encoding="utf-8"))
-    assert len(workflow["definitions"]["subgraphs"]) == 1, f"{OFFICIAL_WAN22} is no longer one subgraph"
+    except ImportError as err:
+        pytest.skip(f"this host's venv lacks comfyui-workflow-templates: {err!r}")
+    for name in OFFICIAL_WAN22_NAMES:
+        try:
+            templates.get_asset_path(name, f"{name}.json")
+            return name
+        except KeyError:
+            continue
+    pytest.skip(f"this host's venv has none of the official templates {OFFICIAL_WAN22_NAMES}")
+
+
+def official_wan22_template():
+    import comfyui_workflow_templates as templates
+    name = official_wan22_name()
+    workflow = json.loads(pathlib.Path(templates.get_asset_path(name, f"{name}.json")).read_text(encoding="utf-8"))
+    assert len(workflow["definitions"]["subgraphs"]) == 1, f"{name} is no longer one subgraph"
     return workflow
 
 
@@ -480,7 +494,7 @@ def test_official_wan22_subgraph_template_with_focal_transfer_converts_and_runs(
         paths = check_outputs(workflow_server, object_info, graph, entry)
         (save,) = [k for k, n in graph.items() if n["class_type"] == "SaveVideo"]
         (outputs[label],) = paths[save]
-    shutil.copy(outputs["focal"], artifacts_dir / f"workflow_{OFFICIAL_WAN22}_focal{outputs['focal'].suffix}")
+    shutil.copy(outputs["focal"], artifacts_dir / f"workflow_{official_wan22_name()}_focal{outputs['focal'].suffix}")
     focal, plain = video_frames(outputs["focal"]), video_frames(outputs["official"])
     assert focal.shape == plain.shape == (LENGTH, HEIGHT, WIDTH, 3), (focal.shape, plain.shape)
     assert abs(focal.astype(int) - plain.astype(int)).max() > 0, "the spliced transfers left the video unchanged"
@@ -606,8 +620,8 @@ TO_PROMPT = """async ([workflow, name]) => {
 
 def test_frontend_converts_the_subgraph_template_as_comfy_cli_does(frontend, object_info):
     workflow, _ = with_focal_transfer(official_wan22_template())
-    theirs = frontend.evaluate(TO_PROMPT % frontend.app, [workflow, OFFICIAL_WAN22])
-    assert_same_api(theirs, to_api(workflow, object_info), OFFICIAL_WAN22, object_info)
+    theirs = frontend.evaluate(TO_PROMPT % frontend.app, [workflow, official_wan22_name()])
+    assert_same_api(theirs, to_api(workflow, object_info), official_wan22_name(), object_info)
 
 
 # ---- the test fixture's own edits ------------------------------------------------------------

@@ -97,24 +97,50 @@ def substitute_standins(api, clip_standin=None):
     return api, notes
 
 
-def shrink(api, width=None, height=None, length=None, steps=None):
-    """Set literal width/height/length values and sampler steps (in place; returns ``api``).
+# Nodes that only compute a constant from widgets (the official Wan2.2 template of ComfyUI 0.33 sets its
+# length, steps and step split through them): an input linked to one is a setting, shrunk like a literal.
+CONSTANT_SOURCES = {"PrimitiveInt", "PrimitiveFloat", "PrimitiveBoolean", "ComfySwitchNode", "ComfyMathExpression"}
 
-    Linked sizes follow their source. KSamplerAdvanced step ranges are scaled to the new step count,
-    keeping 10000-style "to the end" values; BasicScheduler steps too.
+
+def _setting(api, value):
+    """(is_setting, literal): a literal, or a link to a constant-computing node with its value where it
+    resolves through primitives and switches (None for an expression)."""
+    if not isinstance(value, list):
+        return True, value
+    node = api.get(value[0])
+    if node is None or node["class_type"] not in CONSTANT_SOURCES:
+        return False, None
+    inputs = node["inputs"]
+    if node["class_type"].startswith("Primitive"):
+        return True, _setting(api, inputs.get("value"))[1]
+    if node["class_type"] == "ComfySwitchNode":
+        switch = _setting(api, inputs.get("switch"))[1]
+        return True, None if switch is None else _setting(api, inputs.get("on_true" if switch else "on_false"))[1]
+    return True, None
+
+
+def shrink(api, width=None, height=None, length=None, steps=None):
+    """Set width/height/length values and sampler steps (in place; returns ``api``).
+
+    Sizes computed by other nodes (an image's size) follow their source; literal ones and those set
+    through primitives, switches or expressions (CONSTANT_SOURCES) are replaced by the literal.
+    KSamplerAdvanced step ranges are scaled to the new step count, keeping 10000-style "to the end"
+    values; BasicScheduler steps too.
     """
     sizes = {"width": width, "height": height, "length": length}
     for node in api.values():
         inputs = node["inputs"]
         for name, value in sizes.items():
-            if value is not None and name in inputs and not isinstance(inputs[name], list):
+            if value is not None and name in inputs and _setting(api, inputs[name])[0]:
                 inputs[name] = value
-        if steps is None or not isinstance(inputs.get("steps"), int):
+        if steps is None or node["class_type"] not in ("KSampler", "KSamplerAdvanced", "BasicScheduler"):
             continue
-        if node["class_type"] in ("KSampler", "KSamplerAdvanced", "BasicScheduler"):
-            old = inputs["steps"]
-            inputs["steps"] = steps
-            for key in ("start_at_step", "end_at_step"):
-                if isinstance(inputs.get(key), int) and inputs[key] < old:
-                    inputs[key] = round(inputs[key] * steps / old)
+        is_setting, old = _setting(api, inputs.get("steps"))
+        if not is_setting or not isinstance(old, int):
+            continue
+        inputs["steps"] = steps
+        for key in ("start_at_step", "end_at_step"):
+            is_setting, at = _setting(api, inputs.get(key))
+            if is_setting and isinstance(at, int) and at < old:
+                inputs[key] = round(at * steps / old)
     return api
