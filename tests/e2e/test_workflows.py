@@ -643,6 +643,50 @@ def test_frontend_round_trip_keeps_widget_values_and_matches_its_api(name, front
     assert not ours_problems, ours_problems
 
 
+SHOW_GROUPS = """async ([url, name, titles, margins]) => {
+    const app = %s;
+    await app.extensionManager?.setting?.set?.("Comfy.Minimap.Visible", false);
+    const workflow = await (await fetch(url)).json();
+    await app.loadGraphData(workflow, true, true, name);
+    const boxes = workflow.groups.filter(g => titles.includes(g.title)).map(g => g.bounding);
+    const left = Math.min(...boxes.map(b => b[0])), top = Math.min(...boxes.map(b => b[1]));
+    const right = Math.max(...boxes.map(b => b[0] + b[2])), bottom = Math.max(...boxes.map(b => b[1] + b[3]));
+    // The page's menus lie over the canvas's left and top edges: the groups go below and right of them.
+    const [l, t, r, b] = margins, canvas = app.canvas.canvas.getBoundingClientRect(), ds = app.canvas.ds;
+    ds.scale = Math.min((canvas.width - l - r) / (right - left), (canvas.height - t - b) / (bottom - top));
+    ds.offset = [l / ds.scale - left, t / ds.scale - top];
+    app.canvas.setDirty(true, true);
+    await new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)));
+    const missing = app.graph._nodes.filter(n => !window.LiteGraph.registered_node_types[n.type]).map(n => n.type);
+    const pad = 12;
+    return {clip: {x: canvas.left + l - pad, y: canvas.top + t - pad, width: Math.ceil((right - left) * ds.scale + 2 * pad),
+                   height: Math.ceil((bottom - top) * ds.scale + 2 * pad)},
+            nodes: app.graph._nodes.length, missing};
+}"""
+SCREENSHOT_VIEWPORT = {"width": 1800, "height": 1100}
+SCREENSHOT_MARGINS = [80, 140, 30, 90]   # left, top, right, bottom: page pixels the menus may cover
+SCREENSHOT_GROUPS = ["Focal Guidance", "Sample and save", "Baseline: same seed, no Focal Guidance", "Report"]
+
+
+def test_ab_workflow_screenshot(frontend, workflow_server, artifacts_dir):
+    """The README's picture of an A/B workflow on the real canvas (tests/e2e/readme_pictures.py): every node
+    type is registered in the frontend, and the picture shows the Focal Guidance, sampling and Report groups."""
+    import readme_pictures
+    from test_browser import VIEWPORT
+    name = "wan2.1_i2v_480p_focal_guidance_ab"
+    url = f"{workflow_server.url}/api/workflow_templates/{PACK_NAME}/{name}.json"
+    frontend.set_viewport_size(SCREENSHOT_VIEWPORT)
+    try:
+        shown = frontend.evaluate(SHOW_GROUPS % frontend.app, [url, name, SCREENSHOT_GROUPS, SCREENSHOT_MARGINS])
+        assert shown["nodes"] == len(load(name)["nodes"]) and not shown["missing"], shown
+        picture = artifacts_dir / "workflow_ab_on_canvas.png"
+        frontend.screenshot(path=str(picture), clip=shown["clip"])
+    finally:
+        frontend.set_viewport_size(VIEWPORT)
+    readme_pictures.publish(picture.name, picture,
+                            made_by="tests/e2e/test_workflows.py::test_ab_workflow_screenshot")
+
+
 TO_PROMPT = """async ([workflow, name]) => {
     const app = %s;
     await app.loadGraphData(workflow, true, true, name);
