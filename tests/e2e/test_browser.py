@@ -17,6 +17,7 @@ import urllib.request
 import pytest
 
 import make_tiny_models as tiny
+import readme_pictures
 from comfy_server import PACK_NAME, ComfyServer
 
 CHROMIUM = os.environ.get("FOCAL_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
@@ -77,12 +78,14 @@ VIEW_STATE = f"""() => {{
     return {{widget: !!w, element: w?.element?.tagName, connected: !!w?.element?.isConnected,
              canvas: !!c, width: c?.clientWidth, height: c?.clientHeight}};
 }}"""
-FOCUS = f"""() => {{  // scale 1, the report node near the top left of the viewport
+FOCUS_AT = f"""(top) => {{  // scale 1, the report node near the top left of the viewport, ``top`` px down
     const app = {APP}, node = {NODE};
     app.canvas.ds.scale = 1;
-    app.canvas.ds.offset = [-node.pos[0] + 100, -node.pos[1] + 150];
+    app.canvas.ds.offset = [-node.pos[0] + 100, -node.pos[1] + top];
     app.canvas.setDirty(true, true);
 }}"""
+FOCUS = f"() => ({FOCUS_AT})(150)"
+PICTURE_TOP = 260   # the README's picture of the node: clear of the workflow name shown at the top left
 QUEUE = f"async () => {{ await {APP}.queuePrompt(0, 1); }}"
 # Heatmap tiles as the canvas shows them: the tallest band of rows that cross exactly n saturated runs at
 # least 20 px wide (the viridis ramp is saturated; backgrounds and text are grey or narrow). Returns the band
@@ -124,6 +127,14 @@ SETTLED = f"""() => {{
     const left = page.left + (node.pos[0] + ds.offset[0]) * ds.scale, top = page.top + (node.pos[1] + ds.offset[1]) * ds.scale;
     return r.left >= left - 1 && r.right <= left + node.size[0] * ds.scale + 1
         && r.top >= top - 1 && r.bottom <= top + node.size[1] * ds.scale + 1;
+}}"""
+# The report node on the page, title bar included, with a margin: the README's picture of it.
+NODE_CLIP = f"""() => {{
+    const app = {APP}, node = {NODE}, ds = app.canvas.ds, page = app.canvas.canvas.getBoundingClientRect();
+    const title = window.LiteGraph.NODE_TITLE_HEIGHT, margin = 16;
+    return {{x: page.left + (node.pos[0] + ds.offset[0]) * ds.scale - margin,
+             y: page.top + (node.pos[1] - title + ds.offset[1]) * ds.scale - margin,
+             width: node.size[0] * ds.scale + 2 * margin, height: (node.size[1] + title) * ds.scale + 2 * margin}};
 }}"""
 CHECKSUM = f"""() => {{
     const c = {VIEW}, data = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
@@ -269,6 +280,14 @@ def test_probe_report_canvas_draws_one_chart_and_selects(page, browser_server, a
     assert pixels["vivid"] > 0.05 * pixels["total"], f"the canvas looks blank: {pixels}"
     assert pixels["colours"] > 20, f"the canvas has too few colours for curves and heatmaps: {pixels}"
     page.screenshot(path=str(artifacts_dir / "probe_report.png"))
+    picture = artifacts_dir / "report_on_canvas.png"
+    page.evaluate(FOCUS_AT, PICTURE_TOP)
+    page.wait_for_function(SETTLED, timeout=5_000, polling=100)
+    page.screenshot(path=str(picture), clip=page.evaluate(NODE_CLIP))
+    page.evaluate(FOCUS)
+    page.wait_for_function(SETTLED, timeout=5_000, polling=100)
+    readme_pictures.publish(picture.name, picture, graph=PROBE_GRAPH,
+                            made_by="tests/e2e/test_browser.py::test_probe_report_canvas_draws_one_chart_and_selects")
 
     # A real click on a tile selects that block: kept in the node's properties, redrawn, saved.
     shown = panel["weak"][0] if panel["weak"] else panel["responsive"][0] if panel["responsive"] else 0

@@ -2,7 +2,9 @@
 the real host's /object_info, the host's /prompt validation accepts them, they run end to end on CPU, are
 served as templates, and round-trip through the real frontend without losing widget values, whose own
 UI -> API conversion (``graphToPrompt``) equals comfy-cli's. The host's official Wan2.2 I2V template (a
-subgraph) with Focal Attention Transfer spliced in converts and runs too.
+subgraph) with Focal Attention Transfer spliced in converts and runs too. The A/B workflows keep every node of
+their base template, sample a baseline pass with the same settings from the unpatched model, and save one
+video with the baseline on the left and the Focal Guidance pass on the right.
 
 What the executed variants substitute, and why (the validated files themselves are never edited):
 
@@ -32,8 +34,9 @@ What the executed variants substitute, and why (the validated files themselves a
   FocalStandInSigLIPVision; its word-tokenizer CLIP speaks Qwen2.5's chat template.
 - **Sizes**: Image Scale 96x64 (Get Image Size carries it to the I2V node and the mask), 9 frames,
   4 steps (KSamplerAdvanced ranges scaled: 0-2 / 2-4).
-- **Blocks**: the templates' weak/source starting points (for 40 or 60 blocks) are out of range on the
-  6-block tiny models, so they become 2-3 / 1 (Wan) and 3-4 / 1 (HunyuanVideo: 2 double + 4 single);
+- **Blocks**: a transfer whose ``auto_report`` feeds a Report (the A/B workflows) stays in auto mode with the
+  Report's tiny-model rules (TINY_REPORT). Otherwise the templates' weak/source starting points (for 40 or
+  60 blocks) are out of range on the 6-block tiny models, so they become 2-3 / 1 (Wan) and 3-4 / 1 (HunyuanVideo: 2 double + 4 single);
   in the probe workflow they come from the report, whose kappa/exclude_ends/top_r are set for 6 blocks
   (TINY_REPORT).
 - **The official Wan2.2 template** names the fp8 checkpoints and the lightx2v LoRAs: the models folder
@@ -61,8 +64,13 @@ from comfy_server import PACK_DIR, PACK_NAME, ComfyServer, ExecutionFailed, make
 from workflow_api import ConversionError, to_api
 
 EXAMPLES = PACK_DIR / "example_workflows"
+# A/B workflows (scripts/make_ab_workflows.py): their base template plus a baseline pass of the same seed.
+AB_BASES = {"wan2.1_i2v_480p_focal_guidance_ab": "wan2.1_i2v_480p_focal_guidance",
+            "wan2.2_i2v_a14b_focal_guidance_ab": "wan2.2_i2v_a14b_focal_guidance",
+            "hunyuan_video_i2v_focal_guidance_ab": "hunyuan_video_i2v_focal_guidance"}
 WORKFLOWS = ["wan2.1_i2v_480p_focal_guidance", "wan2.2_i2v_a14b_focal_guidance", "wan2.2_ti2v_5b_focal_guidance",
-             "hunyuan_video_i2v_focal_guidance", "hunyuan_video_1.5_i2v_focal_guidance", "focal_guidance_probe"]
+             "hunyuan_video_i2v_focal_guidance", "hunyuan_video_1.5_i2v_focal_guidance", "focal_guidance_probe",
+             *AB_BASES]
 FOCAL_NODES = {"FocalSemanticLayerProbe", "FocalSemanticLayerReport", "FocalRegionAnchor", "FocalAttentionTransfer"}
 # The nodes each workflow must contain (stock graph + Focal Guidance).
 REQUIRED_TYPES = {
@@ -102,6 +110,10 @@ STOCK_FILES = {
     "focal_guidance_probe": {tiny.WAN_I2V, tiny.WAN_VAE, "umt5_xxl_fp8_e4m3fn_scaled.safetensors",
                              "clip_vision_h.safetensors"},
 }
+REQUIRED_TYPES.update({ab: REQUIRED_TYPES[base] | {"ImageStitch", "FocalSemanticLayerReport"}
+                       for ab, base in AB_BASES.items()})
+STOCK_FILES.update({ab: STOCK_FILES[base] for ab, base in AB_BASES.items()})
+AB_SPACING = 16       # Image Stitch's white bar between the baseline (left) and the Focal Guidance pass
 HUNYUAN_VAE = "hunyuan_video_vae_bf16.safetensors"
 PLACEHOLDERS = ["text_encoders/umt5_xxl_fp8_e4m3fn_scaled.safetensors", "text_encoders/clip_l.safetensors",
                 "text_encoders/llava_llama3_fp8_scaled.safetensors", "clip_vision/clip_vision_h.safetensors",
@@ -249,6 +261,51 @@ def test_probe_report_strings_are_linked_into_transfer_widget_inputs():
         assert entry["link"] in report["outputs"][out_slot]["links"]
 
 
+def _upstream(api, nid):
+    """Class types of every node that ``nid`` depends on (itself included)."""
+    seen, todo = set(), [nid]
+    while todo:
+        current = todo.pop()
+        if current not in seen:
+            seen.add(current)
+            todo += [v[0] for v in api[current]["inputs"].values() if isinstance(v, list) and len(v) == 2]
+    return {api[n]["class_type"] for n in seen}
+
+
+@pytest.mark.parametrize("name", AB_BASES)
+def test_ab_workflow_is_its_template_plus_a_baseline_pass(name, object_info):
+    """Every node of the base template is kept with its settings; the baseline pass repeats the Focal
+    Guidance pass's sampling and decode nodes with the same widget values but the unpatched model; Image
+    Stitch puts the baseline left (image1) and the Focal Guidance pass right (image2)."""
+    ab, base = load(name), load(AB_BASES[name])
+    ab_nodes = {n["id"]: n for n in ab["nodes"]}
+    for node in base["nodes"]:
+        if node["type"] in ("MarkdownNote", "SaveVideo", "SaveAnimatedWEBP"):
+            continue
+        assert ab_nodes[node["id"]]["type"] == node["type"]
+        assert ab_nodes[node["id"]]["widgets_values"] == node["widgets_values"], (name, node["id"], node["type"])
+    pairs = {}
+    for node in ab["nodes"]:
+        for side in ("baseline", "Focal Guidance"):
+            if (node.get("title") or "").endswith(f" · {side}"):
+                pairs.setdefault(node["title"].rsplit(" · ", 1)[0], {})[side] = node
+    assert pairs and all(len(p) == 2 for p in pairs.values()), pairs
+    for pair in pairs.values():
+        assert pair["baseline"]["type"] == pair["Focal Guidance"]["type"]
+        assert pair["baseline"]["widgets_values"] == pair["Focal Guidance"]["widgets_values"]
+
+    api = to_api(ab, object_info)
+    (stitch,) = [n for n in api.values() if n["class_type"] == "ImageStitch"]
+    assert "FocalAttentionTransfer" not in _upstream(api, stitch["inputs"]["image1"][0])
+    assert "FocalAttentionTransfer" in _upstream(api, stitch["inputs"]["image2"][0])
+    assert (stitch["inputs"]["direction"], stitch["inputs"]["spacing_width"]) == ("right", AB_SPACING)
+    (report,) = [n for n in api.values() if n["class_type"] == "FocalSemanticLayerReport"]
+    transfer = api[report["inputs"]["probe"][0]]
+    assert transfer["class_type"] == "FocalAttentionTransfer" and report["inputs"]["probe"][1] == 1
+    assert (report["inputs"]["kappa"], report["inputs"]["top_r"], report["inputs"]["exclude_ends"]) == (
+        transfer["inputs"]["auto_kappa"], transfer["inputs"]["auto_top_r"], transfer["inputs"]["auto_exclude_ends"])
+
+
 # ---- conversion (comfy-cli) and the host's validation -----------------------------------------
 @pytest.mark.parametrize("name", WORKFLOWS)
 def test_template_converts_every_executable_node(name, object_info):
@@ -297,13 +354,18 @@ def family_of(api):
 
 
 def executable(name, object_info, **anchor):
-    """The template as an API graph with the test substitutions of the module docstring."""
+    """The template as an API graph with the test substitutions of the module docstring. A transfer whose
+    auto_report feeds a Report stays in auto mode, with the Report's tiny-model rules."""
     api = to_api(load(name), object_info)
     family = family_of(api)
     api, notes = fixture.substitute_standins(api, clip_standin=WORD_CLIP)
-    for node in api.values():
+    reported = {n["inputs"]["probe"][0] for n in api.values() if n["class_type"] == "FocalSemanticLayerReport"}
+    for nid, node in api.items():
         kind, inputs = node["class_type"], node["inputs"]
-        if kind == "FocalAttentionTransfer" and not isinstance(inputs["weak_blocks"], list):
+        if kind == "FocalAttentionTransfer" and nid in reported:
+            inputs.update(auto_kappa=TINY_REPORT["kappa"], auto_top_r=TINY_REPORT["top_r"],
+                          auto_exclude_ends=TINY_REPORT["exclude_ends"])
+        elif kind == "FocalAttentionTransfer" and not isinstance(inputs["weak_blocks"], list):
             inputs["weak_blocks"], inputs["source_blocks"] = TINY_BLOCKS[family]
         elif kind == "FocalSemanticLayerReport":
             inputs.update(TINY_REPORT)
@@ -323,6 +385,13 @@ def video_frames(path):
     import numpy as np
     with av.open(str(path)) as container:
         return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
+
+
+def webp_frames(path):
+    import numpy as np
+    from PIL import Image, ImageSequence
+    with Image.open(path) as webp:
+        return np.stack([np.asarray(f.convert("RGB")) for f in ImageSequence.Iterator(webp)])
 
 
 def check_outputs(server, object_info, api, entry):
@@ -354,16 +423,24 @@ def test_template_runs_end_to_end(name, workflow_server, object_info, artifacts_
 
     saves = {k: n for k, n in api.items() if n["class_type"] in ("SaveVideo", "SaveAnimatedWEBP")}
     assert saves
+    width = 2 * WIDTH + AB_SPACING if name in AB_BASES else WIDTH
     for nid, node in saves.items():
         (path,) = paths[nid]
         shutil.copy(path, artifacts_dir / f"workflow_{name}_{path.name}")
         if node["class_type"] == "SaveVideo":
             frames = video_frames(path)
-            assert frames.shape == (LENGTH, HEIGHT, WIDTH, 3), frames.shape
+            assert frames.shape == (LENGTH, HEIGHT, width, 3), frames.shape
         else:                                   # HunyuanVideo: Image From Batch drops the first 4 frames
-            from PIL import Image
-            with Image.open(path) as webp:
-                assert (webp.n_frames, webp.size) == (LENGTH - 4, (WIDTH, HEIGHT))
+            frames = webp_frames(path)
+            assert frames.shape == (LENGTH - 4, HEIGHT, width, 3), frames.shape
+    if name in AB_BASES:
+        (frames,) = [video_frames(paths[k][0]) if n["class_type"] == "SaveVideo" else webp_frames(paths[k][0])
+                     for k, n in saves.items()]
+        baseline, focal = frames[:, :, :WIDTH].astype(int), frames[:, :, WIDTH + AB_SPACING:].astype(int)
+        assert abs(baseline - focal).max() > 0, "the Focal Guidance half equals the baseline half"
+        (report,) = [k for k, n in api.items() if n["class_type"] == "FocalSemanticLayerReport"]
+        panel = entry["outputs"][report]["focal_probe"][0]
+        assert panel["weak_blocks"], f"auto mode picked no weak block on the tiny model: {panel}"
     if name != "focal_guidance_probe":
         summary = anchor_summary(api, entry)
         assert "mode 'model attention (fallback)'" in summary and "tokens [" in summary, summary
@@ -609,6 +686,50 @@ def test_frontend_round_trip_keeps_widget_values_and_matches_its_api(name, front
     assert_same_api(result["api"], to_api(original, object_info), name, object_info)
     ours_problems = [p for p in frontend.problems if "Focal" in p or "focal" in p]
     assert not ours_problems, ours_problems
+
+
+SHOW_GROUPS = """async ([url, name, titles, margins]) => {
+    const app = %s;
+    await app.extensionManager?.setting?.set?.("Comfy.Minimap.Visible", false);
+    const workflow = await (await fetch(url)).json();
+    await app.loadGraphData(workflow, true, true, name);
+    const boxes = workflow.groups.filter(g => titles.includes(g.title)).map(g => g.bounding);
+    const left = Math.min(...boxes.map(b => b[0])), top = Math.min(...boxes.map(b => b[1]));
+    const right = Math.max(...boxes.map(b => b[0] + b[2])), bottom = Math.max(...boxes.map(b => b[1] + b[3]));
+    // The page's menus lie over the canvas's left and top edges: the groups go below and right of them.
+    const [l, t, r, b] = margins, canvas = app.canvas.canvas.getBoundingClientRect(), ds = app.canvas.ds;
+    ds.scale = Math.min((canvas.width - l - r) / (right - left), (canvas.height - t - b) / (bottom - top));
+    ds.offset = [l / ds.scale - left, t / ds.scale - top];
+    app.canvas.setDirty(true, true);
+    await new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)));
+    const missing = app.graph._nodes.filter(n => !window.LiteGraph.registered_node_types[n.type]).map(n => n.type);
+    const pad = 12;
+    return {clip: {x: canvas.left + l - pad, y: canvas.top + t - pad, width: Math.ceil((right - left) * ds.scale + 2 * pad),
+                   height: Math.ceil((bottom - top) * ds.scale + 2 * pad)},
+            nodes: app.graph._nodes.length, missing};
+}"""
+SCREENSHOT_VIEWPORT = {"width": 1800, "height": 1100}
+SCREENSHOT_MARGINS = [80, 140, 30, 90]   # left, top, right, bottom: page pixels the menus may cover
+SCREENSHOT_GROUPS = ["Focal Guidance", "Sample and save", "Baseline: same seed, no Focal Guidance", "Report"]
+
+
+def test_ab_workflow_screenshot(frontend, workflow_server, artifacts_dir):
+    """The README's picture of an A/B workflow on the real canvas (tests/e2e/readme_pictures.py): every node
+    type is registered in the frontend, and the picture shows the Focal Guidance, sampling and Report groups."""
+    import readme_pictures
+    from test_browser import VIEWPORT
+    name = "wan2.1_i2v_480p_focal_guidance_ab"
+    url = f"{workflow_server.url}/api/workflow_templates/{PACK_NAME}/{name}.json"
+    frontend.set_viewport_size(SCREENSHOT_VIEWPORT)
+    try:
+        shown = frontend.evaluate(SHOW_GROUPS % frontend.app, [url, name, SCREENSHOT_GROUPS, SCREENSHOT_MARGINS])
+        assert shown["nodes"] == len(load(name)["nodes"]) and not shown["missing"], shown
+        picture = artifacts_dir / "workflow_ab_on_canvas.png"
+        frontend.screenshot(path=str(picture), clip=shown["clip"])
+    finally:
+        frontend.set_viewport_size(VIEWPORT)
+    readme_pictures.publish(picture.name, picture,
+                            made_by="tests/e2e/test_workflows.py::test_ab_workflow_screenshot")
 
 
 TO_PROMPT = """async ([workflow, name]) => {
