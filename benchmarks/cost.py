@@ -23,7 +23,6 @@ kernel or another pack's override, where the host call stays and the recording a
     python benchmarks/cost.py --device cuda    # Wan2.1-14B 480p and HunyuanVideo 720p widths and tokens
 """
 import argparse
-import importlib.util
 import math
 import pathlib
 import statistics
@@ -155,11 +154,8 @@ def boot(args):
     host_args.cpu = args.device == "cpu"
     host_args.use_pytorch_cross_attention = True   # plain = SDPA, the host's default on GPUs (CPU: sub-quad)
     import torch
-    spec = importlib.util.spec_from_file_location("focal_guidance", PACK_DIR / "__init__.py",
-                                                  submodule_search_locations=[str(PACK_DIR)])
-    pack = importlib.util.module_from_spec(spec)
-    sys.modules["focal_guidance"] = pack
-    spec.loader.exec_module(pack)
+    from register_pack import register_pack
+    register_pack(PACK_DIR)
     return torch
 
 
@@ -400,7 +396,7 @@ def section_auto_run(bench, torch, dev, dtype, n_video, steps=8):
     import comfy.sd
     import make_tiny_models as tiny
     from focal_guidance.focal_core.blocks import format_block_list
-    from focal_guidance.focal_core.probe import analyse
+    from focal_guidance.focal_core.report import analyse
     from focal_guidance.nodes.transfer import FocalAttentionTransfer
     frames, h = max(1, n_video // (30 * 52)), 60
     w = 2 * (n_video // (frames * h // 2))
