@@ -401,7 +401,8 @@ def section_auto_run(bench, torch, dev, dtype, n_video, steps=8):
     frames, h = max(1, n_video // (30 * 52)), 60
     w = 2 * (n_video // (frames * h // 2))
     model = comfy.sd.load_diffusion_model_state_dict(
-        {k: t.to(dtype) for k, t in tiny.wan_state_dict("t2v", 36, num_layers=8).items()}, model_options={"dtype": dtype})
+        {k: t.to(dtype) for k, t in tiny.wan_state_dict("t2v", 36, num_layers=8).items()},
+        model_options={"dtype": dtype})
     common = (0.3, 0.0, 0.0, 0.0, 1.0, "positive", "head mean", "all text tokens", "whole schedule")
     rules = {"auto_kappa": 0.0, "auto_exclude_ends": 1}   # kappa 0: some block is always picked
     auto, auto_report = FocalAttentionTransfer.execute(model, "auto", "auto", *common, **rules).args
@@ -436,7 +437,8 @@ def main():
     bf16_cpu = not cuda and torch.ops.mkldnn._is_mkldnn_bf16_supported()
     dtype = getattr(torch, args.dtype or ("bfloat16" if cuda or bf16_cpu else "float32"))
     dev = torch.device(args.device)
-    print(f"# Focal Guidance cost, {args.device} ({torch.cuda.get_device_name() if cuda else 'CPU ' + torch.backends.cpu.get_cpu_capability() + ', 1 thread'}), "
+    processor = torch.cuda.get_device_name() if cuda else f"CPU {torch.backends.cpu.get_cpu_capability()}, 1 thread"
+    print(f"# Focal Guidance cost, {args.device} ({processor}), "
           f"torch {torch.__version__}, {dtype}" + ("" if cuda or bf16_cpu else " (this CPU has no bf16 matmul units)"))
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     wan_heads = args.heads or (40 if cuda else 2)

@@ -22,7 +22,7 @@ class RegionAnchor:
         spans can be located in a text stream that has other tokens in front (HunyuanVideo I2V
         puts the LLaVA image tokens before the prompt).
     family, tokenizer: the model family whose tokens the spans count, and its text encoder's token
-        key (``focal_core.families``); Region Anchor sets both, a model of another family refuses
+        key (``focal_core.families``); the anchor node sets both, a model of another family refuses
         the anchor. None (anchors built in code) skips that check.
     regions_from_attention: the masks are placeholders (``regions.placeholder_masks``) that Focal
         Attention Transfer replaces with masks read from its source blocks' attention.

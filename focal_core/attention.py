@@ -152,11 +152,11 @@ def _bmm_f32(a, b):
     return out.view(*lead, *out.shape[-2:])
 
 
-def _rows_per_chunk(n, d, l, itemsize, chunk_size):
+def _rows_per_chunk(n, d, keys, itemsize, chunk_size):
     """At most ``chunk_size`` query rows, and otherwise few enough (but >= 64) that a chunk's fp32
-    temporaries, about three [rows, l] maps per head, stay within the output's own size: an edited
+    temporaries, about three [rows, keys] maps per head, stay within the output's own size: an edited
     call then needs at most about twice the memory of the unedited one."""
-    return min(chunk_size, max(64, n * d * itemsize // (12 * l)))
+    return min(chunk_size, max(64, n * d * itemsize // (12 * keys)))
 
 
 def text_cross_attention(q, k, v, edits, key_mask=None, chunk_size: int = 1024, need_output: bool = True):

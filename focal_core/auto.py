@@ -1,10 +1,10 @@
-"""Auto mode of Focal Attention Transfer: the run finds its own weak and source blocks.
+"""Auto mode of the attention transfer: the run finds its own weak and source blocks.
 
 A handler of its own, placed just ahead of the transfer it serves. The first ``observe_steps``
 steps of the sampling run only observe: on the positive branch every block's text-attention mass
-on the prompt (or the anchor's keyword tokens) is recorded, the Semantic Layer Probe's
+on the prompt (or the anchor's keyword tokens) is recorded, the probe's
 ``attention`` measure, while the host kernel keeps every output. At the first call of the next
-step the Semantic Layer Report's rules (``focal_core.report.analyse``: the Semantic-Weak dip below
+step the layer report's rules (``focal_core.report.analyse``: the Semantic-Weak dip below
 the depth trend, the top responsive blocks) pick the blocks, published as a
 :class:`~focal_core.handler.BlockPick` in the run's context, and the transfer guides from that
 step on. The same seed and inputs give the same picks, since they are a function of the run.
@@ -56,7 +56,7 @@ class AutoPick(Handler):
 
     def __init__(self, settings: AutoSettings):
         self.settings = settings
-        self.recordings = RunRecordings()   # the observations, for Semantic Layer Report
+        self.recordings = RunRecordings()   # the observations, for a layer report
 
     @property
     def blocks(self) -> frozenset[int]:

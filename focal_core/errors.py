@@ -104,8 +104,8 @@ class BlockNotRecorded(FocalError):
 @dataclass(frozen=True)
 class EmptyWindow:
     """Notice: a step window holds none of the sampled steps, so its handler does nothing this run."""
-    start_percent: float
-    end_percent: float
+    start: float
+    end: float
     within_sampled_steps: bool
     steps: int
     first_sigma: float

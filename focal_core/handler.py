@@ -22,15 +22,15 @@ POSITIVE, NEGATIVE = 0, 1   # CFG branches, as the host's ``cond_or_uncond`` num
 
 @dataclass(frozen=True)
 class StepWindow:
-    """A part of the sampling schedule, in percents; ``within_sampled_steps`` says of what.
+    """A part of the sampling schedule, as fractions ``start`` to ``end``; ``within_sampled_steps`` says of what.
 
     False: percents of the model's full schedule, converted with the sampled model's own mapping,
     so a ModelSampling node placed after Focal Guidance still moves it. True: percents of the
     steps this run samples, so a Wan2.2 expert or a KSamplerAdvanced step range gets the window
     within its own steps.
     """
-    start_percent: float
-    end_percent: float
+    start: float
+    end: float
     within_sampled_steps: bool = False
 
 
@@ -105,14 +105,14 @@ class RunContext:
         schedule = self.sample_sigmas[:-1].float().cpu()
         if window.within_sampled_steps:
             n = len(schedule)
-            steps = [i for i in range(n) if window.start_percent * n <= i < window.end_percent * n]
+            steps = [i for i in range(n) if window.start * n <= i < window.end * n]
             found = SigmaWindow(float(schedule[steps[0]]), float(schedule[steps[-1]])) if steps else None
         else:
-            found = SigmaWindow(self.percent_to_sigma(window.start_percent), self.percent_to_sigma(window.end_percent))
+            found = SigmaWindow(self.percent_to_sigma(window.start), self.percent_to_sigma(window.end))
             if not any(found.holds(s) for s in schedule.tolist()):
                 found = None
         if found is None:
-            self.tell(EmptyWindow(window.start_percent, window.end_percent, window.within_sampled_steps,
+            self.tell(EmptyWindow(window.start, window.end, window.within_sampled_steps,
                                   len(schedule), float(schedule[0]), float(schedule[-1])))
         return found
 

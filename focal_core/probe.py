@@ -1,4 +1,4 @@
-"""Semantic Layer Probe: record each block's response to the prompt while the sampler runs.
+"""The semantic layer probe: record each block's response to the prompt while the sampler runs.
 
 Two response maps per block, both reduced on the fly to one value per video token:
 (a) ``attention``: the block's text-attention mass on the keyword tokens (or on all real prompt
@@ -22,15 +22,15 @@ from .recorder import HIDDEN, AttentionRecorder, Recording, RunRecordings
 @dataclass(frozen=True)
 class ProbeSettings:
     steps: int                       # how many schedule steps to record, spread over the window
-    start_percent: float             # schedule window, converted to sigmas per run
-    end_percent: float
+    start: float                     # step window (StepWindow), converted to sigmas per run
+    end: float
     branch: int = POSITIVE
     anchor: RegionAnchor | None = None  # measure its keyword tokens; None = all real prompt tokens
     within_sampled_steps: bool = False  # the window's percents count the sampled steps (StepWindow)
 
     @property
     def window(self) -> StepWindow:
-        return StepWindow(self.start_percent, self.end_percent, self.within_sampled_steps)
+        return StepWindow(self.start, self.end, self.within_sampled_steps)
 
 
 @dataclass

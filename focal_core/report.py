@@ -1,4 +1,4 @@
-"""The Semantic Layer Report's reduction: a recording's per-block curves, weak and responsive blocks.
+"""The layer report's reduction: a recording's per-block curves, weak and responsive blocks.
 
 Used by the report after sampling and by auto mode within the run, so both pick by the same rules.
 """

@@ -1,4 +1,4 @@
-"""Focal Attention Transfer: FSG anchor bias and Attention Cache in the Semantic-Weak blocks.
+"""The attention transfer: FSG anchor bias and Attention Cache in the Semantic-Weak blocks.
 
 Source (semantically responsive) blocks record their video→text probabilities into a cache;
 weak blocks blend the mean of the cached maps into their own, ``P' = (1-α)·P + α·P_src``,
@@ -6,7 +6,7 @@ after adding the anchor bias to their logits. A source deeper than a weak block 
 yet in the current forward pass, so the weak block uses that source's previous-step map:
 the cache always holds each source's most recent map, per CFG branch.
 
-An anchor whose regions are to be read from the model's attention (Region Anchor's fallback mode)
+An anchor whose regions are to be read from the model's attention (``regions_from_attention``)
 is refined from the source blocks' own attention to the keyword tokens on the reference frame as
 soon as every source block has recorded once (in the same step for sources shallower than the weak
 blocks, from the next step for deeper ones), and the bias applies from then.
@@ -27,14 +27,14 @@ from .recorder import AttentionRecorder
 
 @dataclass(frozen=True)
 class TransferSettings:
-    weak_blocks: frozenset[int]
-    source_blocks: frozenset[int]
+    weak: frozenset[int]        # Semantic-Weak blocks to guide
+    sources: frozenset[int]     # responsive blocks whose maps are cached and transferred
     alpha: float
     anchor: RegionAnchor | None
     beta: float
     gamma: float
-    start_percent: float        # schedule window, converted to sigmas per run
-    end_percent: float
+    start: float                # step window (StepWindow), converted to sigmas per run
+    end: float
     branches: frozenset[int]    # POSITIVE and/or NEGATIVE
     per_head: bool = False
     keyword_columns_only: bool = False
@@ -45,7 +45,7 @@ class TransferSettings:
 
     @property
     def window(self) -> StepWindow:
-        return StepWindow(self.start_percent, self.end_percent, self.within_sampled_steps)
+        return StepWindow(self.start, self.end, self.within_sampled_steps)
 
     @property
     def uses_anchor(self) -> bool:
@@ -95,7 +95,7 @@ class AttentionTransfer(Handler):
     def blocks(self) -> frozenset[int]:
         if self.settings.picked_by is not None:
             return frozenset(range(self.settings.num_blocks))
-        return self.settings.weak_blocks | self.settings.source_blocks
+        return self.settings.weak | self.settings.sources
 
     def start_run(self, ctx: RunContext) -> TransferState:
         s = self.settings
@@ -106,7 +106,7 @@ class AttentionTransfer(Handler):
                 window.holds(sigma) for sigma in ctx.sample_sigmas[s.observe_steps:-1].tolist()):
             ctx.tell(NothingGuidedAfterObserving(s.observe_steps))
         state = TransferState(grid=ctx.grid, window=window, recorder=AttentionRecorder(per_head=s.per_head),
-                              weak=s.weak_blocks, sources=s.source_blocks,
+                              weak=s.weak, sources=s.sources,
                               picks=ctx.picks if s.picked_by is not None else None)
         if s.anchor is not None:
             offset = ctx.anchor_offset(s.anchor, POSITIVE)

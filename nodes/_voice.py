@@ -57,7 +57,7 @@ def window_label(within_sampled_steps: bool) -> str:
 def tell(node: str, notice: errors.Notice, node_id: str | None = None) -> None:
     """Log a notice a handler sent during a run, and show it in the browser."""
     if isinstance(notice, errors.EmptyWindow):
-        warn(node, f"the window {notice.start_percent:g}-{notice.end_percent:g} "
+        warn(node, f"the window {notice.start:g}-{notice.end:g} "
                    f"({window_label(notice.within_sampled_steps)}) holds none of the {notice.steps} sampled steps "
                    f"(sigma {notice.first_sigma:.3g} to {notice.last_sigma:.3g}), so it does nothing in this run. "
                    "A Wan2.2 expert or a KSamplerAdvanced step range samples only part of the schedule: set "

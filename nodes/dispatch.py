@@ -10,13 +10,14 @@ chained to whatever was there before:
   lists exactly the chunks it is given; where the text attention is a call of its own (Wan's
   cross-attention), the host computes the whole batch instead and only the edited rows are
   replaced, so an unedited branch is the unpatched output bit for bit whatever the processor's
-  kernels do with batch size (one extra text call per edited chunk). One exception: a chunk that is only recorded, when the
-  host kernel is plain SDPA with no earlier override and the family's edit returns SDPA's very
-  output (HunyuanVideo's joint attention), is computed once by the pack, output and recording
-  together; under any other kernel or override the host call stays and the recording costs a
-  second joint attention;
-- one OUTER_SAMPLE wrapper that starts every handler's run state and resets it in ``finally``.
-Every later node (a probe, a second transfer) only appends its handler to the model's
+  kernels do with batch size (one extra text call per edited chunk). One exception: a chunk that
+  is only recorded, when the host kernel is plain SDPA with no earlier override and the family's
+  edit returns SDPA's very output (HunyuanVideo's joint attention), is computed once by the pack,
+  output and recording together; under any other kernel or override the host call stays and the
+  recording costs a second joint attention;
+- one OUTER_SAMPLE wrapper that starts every handler's run state and resets it in ``finally``; a
+  typed error a handler raises is worded there for its node (``nodes/_voice.py``).
+Every later node (a probe, a second transfer) only appends its handlers to the model's
 :class:`FocalPlan` (IPAdapter's one replacement per layer, accumulating adapters). In one text
 attention call all handlers share one edit: biases add, blends apply in graph order, recordings
 see the probabilities the model really uses (``focal_core.attention``). No handler ever sees a

@@ -48,7 +48,7 @@ class SemanticLayerProbe(io.ComfyNode):
         _inputs.check_window(start_percent, end_percent, NODE)
         family = _inputs.model_family(model, NODE, anchor)
         probe = SemanticProbe(ProbeSettings(
-            steps=steps, start_percent=start_percent, end_percent=end_percent, branch=branch, anchor=anchor,
+            steps=steps, start=start_percent, end=end_percent, branch=branch, anchor=anchor,
             within_sampled_steps=within_sampled_steps), family.num_blocks)
         return io.NodeOutput(install(model, family, probe, node=NODE),
                              ProbeHandle(probe.recordings, family, NOTHING_RECORDED))

@@ -107,8 +107,8 @@ class FocalAttentionTransfer(io.ComfyNode):
                 exclude_ends=auto_exclude_ends, named_weak=None if pick_weak else weak,
                 named_sources=None if pick_sources else sources, anchor=anchor))
         settings = TransferSettings(
-            weak_blocks=weak, source_blocks=sources, alpha=alpha, anchor=anchor, beta=beta, gamma=gamma,
-            start_percent=start_percent, end_percent=end_percent, branches=branches, per_head=per_head,
+            weak=weak, sources=sources, alpha=alpha, anchor=anchor, beta=beta, gamma=gamma,
+            start=start_percent, end=end_percent, branches=branches, per_head=per_head,
             keyword_columns_only=keyword_columns_only, within_sampled_steps=within_sampled_steps, picked_by=auto,
             observe_steps=auto_observe_steps if auto else 0, num_blocks=family.num_blocks)
         report = (ProbeHandle(auto.recordings, family, AUTO_NOT_SAMPLED) if auto is not None
@@ -131,9 +131,9 @@ def _idle_settings(s: TransferSettings, pick_weak: bool, pick_sources: bool) -> 
 
     Settings that cannot act alone are reported too, so no setting is dropped without a word.
     """
-    if not s.weak_blocks and not pick_weak:
+    if not s.weak and not pick_weak:
         return "weak_blocks is empty (the probe found no Semantic-Weak Layers, or none were named)"
-    uses_cache = s.alpha > 0 and (bool(s.source_blocks) or pick_sources)
+    uses_cache = s.alpha > 0 and (bool(s.sources) or pick_sources)
     if s.alpha > 0 and not uses_cache:
         warn(NODE, f"alpha {s.alpha:g} has no source_blocks to transfer from, so the Attention Cache is off.")
     if (s.beta > 0 or s.gamma > 0) and s.anchor is None:

@@ -188,6 +188,7 @@ def test_penultimate_hidden_state_is_the_last_blocks_input(parts):
     model = vision.model
     with torch.no_grad():
         hidden = out["penultimate_hidden_states"].clone()
-        x = model.vision_model.encoder.layers[-1](hidden, None, optimized_attention_for_device(hidden.device, small_input=True))
+        attention = optimized_attention_for_device(hidden.device, small_input=True)
+        x = model.vision_model.encoder.layers[-1](hidden, None, attention)
         pooled = model.visual_projection(model.vision_model.post_layernorm(x[:, 0]))
     torch.testing.assert_close(pooled, out["image_embeds"])

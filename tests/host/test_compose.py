@@ -118,7 +118,8 @@ def test_window_outside_the_sampled_steps_warns_and_sampled_steps_acts(tiny_mode
     base = _host.sample(model, "wan22_i2v", **second_half)
     idle = _host.sample(transfer(model, weak="2", sources="1", end=0.5), "wan22_i2v", **second_half)
     assert torch.equal(idle, base)
-    assert "Focal Attention Transfer: the window 0-0.5 (whole schedule) holds none of the 3 sampled steps" in caplog.text
+    assert ("Focal Attention Transfer: the window 0-0.5 (whole schedule) holds none of the 3 sampled steps"
+            in caplog.text)
     caplog.clear()
     acting = transfer(model, weak="2", sources="1", end=0.5, window_of="sampled steps")
     assert not torch.equal(_host.sample(acting, "wan22_i2v", **second_half), base)

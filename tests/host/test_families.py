@@ -76,7 +76,7 @@ class LastRunProbe(SemanticProbe):
 
 
 def probed(model, steps, anchor=None):
-    handler = LastRunProbe(ProbeSettings(steps=steps, start_percent=0.0, end_percent=1.0, anchor=anchor), 6)
+    handler = LastRunProbe(ProbeSettings(steps=steps, start=0.0, end=1.0, anchor=anchor), 6)
     return install(model, model_family(model, "test"), handler), handler
 
 

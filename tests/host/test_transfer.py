@@ -151,14 +151,14 @@ class SpyTransfer(AttentionTransfer):
         edit = super().edit_for(state, call)
         if edit is not None:
             edit.record_columns = slice(None)  # also at alpha 0, to compare maps
-            if call.block in self.settings.weak_blocks:
+            if call.block in self.settings.weak:
                 self.edited_sigmas.append(call.sigma)
                 self.edited_branches.append(call.branch)
                 self.blended_sources.append(edit.source)
         return edit
 
     def on_probabilities(self, state, call, recorded):
-        if call.block in self.settings.weak_blocks:
+        if call.block in self.settings.weak:
             self.weak_maps.append(recorded[0])
         else:
             self.source_maps.append(recorded[0])
@@ -282,7 +282,8 @@ def test_errors_name_the_node_and_the_fix(tiny_models):
     for name, bad in (("alpha", {"alpha": float("nan")}), ("beta", {"beta": float("nan")}),
                       ("gamma", {"gamma": float("inf")}), ("start_percent", {"start": float("nan")}),
                       ("end_percent", {"end": float("nan")})):
-        with pytest.raises(ValueError, match=f"Focal Attention Transfer: {name} is (nan|inf). Fix: give a finite number"):
+        with pytest.raises(ValueError, match=f"Focal Attention Transfer: {name} is (nan|inf). Fix: give a finite "
+                                             "number"):
             transfer(model, **bad)
     with pytest.raises(ValueError, match="both weak and source"):
         transfer(model, weak="2", sources="2")
