@@ -9,6 +9,7 @@ sampled steps a window holds) are written here, once.
 """
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import torch
 
@@ -18,6 +19,12 @@ from .errors import AnchorPastPrompt, BatchNotSupported, EmptyWindow, NegativeBr
 from .families import Family, TextLayout
 
 POSITIVE, NEGATIVE = 0, 1   # CFG branches, as the host's ``cond_or_uncond`` numbers them
+
+
+class RunState(Protocol):
+    """What a handler's ``start_run`` returns: its state for one run, cleared by ``reset()``."""
+
+    def reset(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -155,11 +162,11 @@ class Handler:
         """Flat indices of the blocks whose text attention this handler edits or records."""
         raise NotImplementedError
 
-    def start_run(self, ctx: RunContext):
+    def start_run(self, ctx: RunContext) -> RunState:
         """Validate the run and return per-run state (with ``reset()``), or raise a FocalError."""
         raise NotImplementedError
 
-    def end_run(self, state, output: torch.Tensor | None):
+    def end_run(self, state: RunState, output: torch.Tensor | None):
         """Called in ``finally`` after every run; ``output`` is the sampled latent, None on failure."""
         state.reset()
 

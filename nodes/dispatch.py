@@ -33,7 +33,7 @@ import torch
 from ..focal_core.attention import TextEdit, changes_output
 from ..focal_core.errors import FocalError
 from ..focal_core.families import Family
-from ..focal_core.handler import Handler, RunContext, TextCall
+from ..focal_core.handler import Handler, RunContext, RunState, TextCall
 from . import _voice
 from .notify import warn
 
@@ -69,7 +69,7 @@ class HandlerRun:
     """One handler's part of a run: the handler, its node, and the state its ``start_run`` returned."""
     handler: Handler
     node: str
-    state: object   # whatever run state this handler's ``start_run`` returns
+    state: RunState
 
 
 @dataclass
