@@ -8,6 +8,7 @@ plain tensors. The run-wide rules (the negative branch needs cfg > 1, one video 
 sampled steps a window holds) are written here, once.
 """
 from collections.abc import Callable
+import logging
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -18,6 +19,7 @@ from .attention import TextEdit
 from .errors import AnchorPastPrompt, BatchNotSupported, EmptyWindow, NegativeBranchSkipped, Notice
 from .families import Family, TextLayout
 
+log = logging.getLogger("FocalGuidance")
 POSITIVE, NEGATIVE = 0, 1   # CFG branches, as the host's ``cond_or_uncond`` numbers them
 
 
@@ -68,7 +70,7 @@ class RunContext:
     text: dict[int, TextLayout]   # branch -> its TextLayout, where its prompt is known
     family: Family | None = None  # where a block's video and prompt tokens are
     percent_to_sigma: Callable[[float], float] | None = None  # the sampled model's own schedule mapping
-    tell: Callable[[Notice], None] = print   # the dispatcher words it for the handler's node
+    tell: Callable[[Notice], None] = lambda notice: log.warning("%s", notice)   # nodes/ words it for its node
     picks: "dict[Handler, BlockPick]" = field(default_factory=dict)   # auto mode's picks, by its handler
 
     @property

@@ -13,7 +13,7 @@ from .recorder import Recording
 
 
 @dataclass(frozen=True)
-class ProbeReport:
+class LayerReport:
     """Per-block curves and the layer sets (everything JSON-friendly but the maps).
 
     ``similarity``/``morans`` are means over frames and steps; the ``*_by_frame`` lists keep the
@@ -56,6 +56,6 @@ def analyse(recording: Recording, num_blocks: int, metric: str = "attention", ka
     score = combined_score(similarity, morans)
     weak = semantic_weak_layers(score, kappa=kappa, trend_window=trend_window, exclude_ends=exclude_ends)
     responsive = responsive_layers(score, top_r=top_r, exclude_ends=exclude_ends, exclude=weak)
-    return ProbeReport(similarity, morans, similarity_by_frame, morans_by_frame, score.tolist(),
+    return LayerReport(similarity, morans, similarity_by_frame, morans_by_frame, score.tolist(),
                        depth_trend(score, trend_window).tolist(),
                        weak, responsive, metric, list(recording.steps))
