@@ -23,7 +23,6 @@ kernel or another pack's override, where the host call stays and the recording a
     python benchmarks/cost.py --device cuda    # Wan2.1-14B 480p and HunyuanVideo 720p widths and tokens
 """
 import argparse
-import importlib.util
 import math
 import pathlib
 import statistics
@@ -155,11 +154,8 @@ def boot(args):
     host_args.cpu = args.device == "cpu"
     host_args.use_pytorch_cross_attention = True   # plain = SDPA, the host's default on GPUs (CPU: sub-quad)
     import torch
-    spec = importlib.util.spec_from_file_location("focal_guidance", PACK_DIR / "__init__.py",
-                                                  submodule_search_locations=[str(PACK_DIR)])
-    pack = importlib.util.module_from_spec(spec)
-    sys.modules["focal_guidance"] = pack
-    spec.loader.exec_module(pack)
+    from register_pack import register_pack
+    register_pack(PACK_DIR)
     return torch
 
 
@@ -400,12 +396,13 @@ def section_auto_run(bench, torch, dev, dtype, n_video, steps=8):
     import comfy.sd
     import make_tiny_models as tiny
     from focal_guidance.focal_core.blocks import format_block_list
-    from focal_guidance.focal_core.probe import analyse
+    from focal_guidance.focal_core.report import analyse
     from focal_guidance.nodes.transfer import FocalAttentionTransfer
     frames, h = max(1, n_video // (30 * 52)), 60
     w = 2 * (n_video // (frames * h // 2))
     model = comfy.sd.load_diffusion_model_state_dict(
-        {k: t.to(dtype) for k, t in tiny.wan_state_dict("t2v", 36, num_layers=8).items()}, model_options={"dtype": dtype})
+        {k: t.to(dtype) for k, t in tiny.wan_state_dict("t2v", 36, num_layers=8).items()},
+        model_options={"dtype": dtype})
     common = (0.3, 0.0, 0.0, 0.0, 1.0, "positive", "head mean", "all text tokens", "whole schedule")
     rules = {"auto_kappa": 0.0, "auto_exclude_ends": 1}   # kappa 0: some block is always picked
     auto, auto_report = FocalAttentionTransfer.execute(model, "auto", "auto", *common, **rules).args
@@ -440,7 +437,8 @@ def main():
     bf16_cpu = not cuda and torch.ops.mkldnn._is_mkldnn_bf16_supported()
     dtype = getattr(torch, args.dtype or ("bfloat16" if cuda or bf16_cpu else "float32"))
     dev = torch.device(args.device)
-    print(f"# Focal Guidance cost, {args.device} ({torch.cuda.get_device_name() if cuda else 'CPU ' + torch.backends.cpu.get_cpu_capability() + ', 1 thread'}), "
+    processor = torch.cuda.get_device_name() if cuda else f"CPU {torch.backends.cpu.get_cpu_capability()}, 1 thread"
+    print(f"# Focal Guidance cost, {args.device} ({processor}), "
           f"torch {torch.__version__}, {dtype}" + ("" if cuda or bf16_cpu else " (this CPU has no bf16 matmul units)"))
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     wan_heads = args.heads or (40 if cuda else 2)

@@ -10,6 +10,8 @@ from dataclasses import dataclass, replace
 import kornia
 import torch
 
+from .errors import AnchorAspectMismatch
+
 
 @dataclass(frozen=True)
 class RegionAnchor:
@@ -20,8 +22,10 @@ class RegionAnchor:
         spans can be located in a text stream that has other tokens in front (HunyuanVideo I2V
         puts the LLaVA image tokens before the prompt).
     family, tokenizer: the model family whose tokens the spans count, and its text encoder's token
-        key (``focal_core.families``); Region Anchor sets both, a model of another family refuses
+        key (``focal_core.families``); the anchor node sets both, a model of another family refuses
         the anchor. None (anchors built in code) skips that check.
+    regions_from_attention: the masks are placeholders (``regions.placeholder_masks``) that Focal
+        Attention Transfer replaces with masks read from its source blocks' attention.
     """
     keywords: tuple[str, ...]
     masks: torch.Tensor
@@ -30,6 +34,7 @@ class RegionAnchor:
     prompt_tokens: int | None = None
     family: str | None = None
     tokenizer: str | None = None
+    regions_from_attention: bool = False
 
     def __post_init__(self):
         if self.masks.ndim != 3 or self.masks.shape[0] != len(self.keywords):
@@ -42,13 +47,9 @@ class RegionAnchor:
         """Sorted token indices of all keywords, from the first prompt token."""
         return sorted({i for span in self.token_spans for i in span})
 
-    @property
-    def is_placeholder(self) -> bool:
-        """True for the uniform 0.5 masks of Region Anchor's 'model attention (fallback)' mode."""
-        return bool(torch.all(self.masks == 0.5))
-
     def with_masks(self, masks: torch.Tensor) -> "RegionAnchor":
-        return replace(self, masks=masks)
+        """The anchor with these regions (no longer waiting for the model's attention)."""
+        return replace(self, masks=masks, regions_from_attention=False)
 
     @property
     def aspect(self) -> float:
@@ -68,10 +69,7 @@ class RegionAnchor:
         _, height, width = grid
         grid_aspect = width / height
         if abs(grid_aspect - self.aspect) > tolerance * self.aspect:
-            raise ValueError(
-                f"anchor aspect {self.aspect:.3f} (mask {self.masks.shape[-1]}x{self.masks.shape[-2]}) does "
-                f"not match the latent's token grid {width}x{height} (aspect {grid_aspect:.3f}); "
-                "build the anchor from the same reference image that feeds the video latent")
+            raise AnchorAspectMismatch(self.aspect, (self.masks.shape[-1], self.masks.shape[-2]), (width, height))
 
     def bias(self, grid, beta: float, gamma: float, text_offset: int = 0):
         """Sparse attention-logit bias for a token grid (frames, height, width).

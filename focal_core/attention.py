@@ -78,6 +78,14 @@ def changes_output(edits) -> bool:
     return any(edit.changes_output for edit in edits)
 
 
+@dataclass
+class _Record:
+    """One edit's recording: its columns on the device, head mean or per head, and the buffer it fills."""
+    columns: torch.Tensor | slice
+    per_head: bool
+    buffer: torch.Tensor | None = None   # allocated at the first chunk, when the column count is known
+
+
 def _on(t, device):
     """Index tensors and slices on the device, once per call."""
     return t.to(device) if isinstance(t, torch.Tensor) else t
@@ -92,7 +100,7 @@ class _Plan:
                        for e in edits if e.bias is not None]
         self.blends = [(e.source.to(device, f32), e.alpha, _on(e.source_columns, device))
                        for e in edits if e.source is not None and e.alpha > 0]
-        self.records = [None if e.record_columns is None else [_on(e.record_columns, device), e.record_per_head, None]
+        self.records = [None if e.record_columns is None else _Record(_on(e.record_columns, device), e.record_per_head)
                         for e in edits]
         self.n = n
 
@@ -116,15 +124,15 @@ class _Plan:
         for rec in self.records:
             if rec is None:
                 continue
-            picked = p[..., rec[0]]
-            if not rec[1]:
+            picked = p[..., rec.columns]
+            if not rec.per_head:
                 picked = picked.mean(dim=-3)
-            if rec[2] is None:   # allocated at the first chunk, when the column count is known
-                rec[2] = p.new_empty(picked.shape[:-2] + (self.n, picked.shape[-1]))
-            rec[2][..., start:stop, :] = picked
+            if rec.buffer is None:
+                rec.buffer = p.new_empty(picked.shape[:-2] + (self.n, picked.shape[-1]))
+            rec.buffer[..., start:stop, :] = picked
 
     def recorded(self):
-        return [None if rec is None else rec[2] for rec in self.records]
+        return [None if rec is None else rec.buffer for rec in self.records]
 
 
 def _low_precision_matmuls(q) -> bool:
@@ -144,11 +152,11 @@ def _bmm_f32(a, b):
     return out.view(*lead, *out.shape[-2:])
 
 
-def _rows_per_chunk(n, d, l, itemsize, chunk_size):
+def _rows_per_chunk(n, d, keys, itemsize, chunk_size):
     """At most ``chunk_size`` query rows, and otherwise few enough (but >= 64) that a chunk's fp32
-    temporaries, about three [rows, l] maps per head, stay within the output's own size: an edited
+    temporaries, about three [rows, keys] maps per head, stay within the output's own size: an edited
     call then needs at most about twice the memory of the unedited one."""
-    return min(chunk_size, max(64, n * d * itemsize // (12 * l)))
+    return min(chunk_size, max(64, n * d * itemsize // (12 * keys)))
 
 
 def text_cross_attention(q, k, v, edits, key_mask=None, chunk_size: int = 1024, need_output: bool = True):

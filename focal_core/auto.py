@@ -1,69 +1,104 @@
-"""Auto mode of Focal Attention Transfer: the run finds its own weak and source blocks.
+"""Auto mode of the attention transfer: the run finds its own weak and source blocks.
 
-The first ``observe_steps`` steps of the sampling run only observe: on the positive branch every
-block's text-attention mass on the prompt (or the anchor's keyword tokens) is recorded, the
-Semantic Layer Probe's ``attention`` measure, while the host kernel keeps every output. At the
-first call of the next step the Semantic Layer Report's rules (``probe.analyse``: the Semantic-Weak
-dip below the depth trend, the top responsive blocks) pick the blocks, and guidance runs from
-that step on. The same seed and inputs give the same picks, since they are a function of the run.
+A handler of its own, placed just ahead of the transfer it serves. The first ``observe_steps``
+steps of the sampling run only observe: on the positive branch every block's text-attention mass
+on the prompt (or the anchor's keyword tokens) is recorded, the probe's
+``attention`` measure, while the host kernel keeps every output. At the first call of the next
+step the layer report's rules (``focal_core.report.analyse``: the Semantic-Weak dip below
+the depth trend, the top responsive blocks) pick the blocks, published as a
+:class:`~focal_core.handler.BlockPick` in the run's context, and the transfer guides from that
+step on. The same seed and inputs give the same picks, since they are a function of the run.
 """
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 
-import torch
-
+from .anchors import RegionAnchor
 from .attention import TextEdit
-from .probe import ProbeRecording, ProbeReport, analyse, response_columns
-from .strategy import RunContext
+from .errors import BlocksPicked, NoWeakBlocksFound, Notice, TooFewStepsToObserve
+from .handler import POSITIVE, BlockPick, Handler, RunContext, TextCall
+from .recorder import ATTENTION, AttentionRecorder, Recording, RunRecordings
+from .report import analyse
 
 
 @dataclass(frozen=True)
 class AutoSettings:
+    num_blocks: int            # the model's block count: every block is observed
     observe_steps: int = 1     # leading steps of the run that only observe
     kappa: float = 1.0         # the Report's Semantic-Weak rule; 1 is where the trained test model shows its weak block
     top_r: int = 2             # the Report's responsive rule
     exclude_ends: int = 2
-    pick_weak: bool = True     # False: weak blocks were named by the user
-    pick_sources: bool = True  # False: source blocks were named by the user
+    named_weak: frozenset[int] | None = None      # weak blocks the user named; None: pick them
+    named_sources: frozenset[int] | None = None   # source blocks the user named; None: pick them
+    anchor: RegionAnchor | None = None            # observe its keyword tokens instead of the whole prompt
 
 
 @dataclass
 class AutoState:
-    """One run's observation; ``report`` is set once the blocks are picked."""
-    observed: frozenset          # step indices that only observe
-    columns: torch.Tensor | None
-    recording: ProbeRecording
-    report: ProbeReport | None = None
-    pending: list = field(default_factory=list)   # observed maps on the model's device until the pick
+    """One run's observation, until the pick."""
+    observed: frozenset[int]     # step indices that only observe
+    recorder: AttentionRecorder
+    picks: dict[Handler, BlockPick]   # the run's picks (RunContext.picks), where this one is published
+    tell: Callable[[Notice], None]
+    picked: bool = False
 
     def observing(self, step: int) -> bool:
-        return self.report is None and step in self.observed
+        return not self.picked and step in self.observed
 
     def due(self, step: int) -> bool:
-        return self.report is None and step > max(self.observed)
+        return not self.picked and step > max(self.observed)
+
+    def reset(self):
+        self.recorder.reset()
 
 
-def start_observing(settings: AutoSettings, anchor, ctx: RunContext, node_name: str) -> AutoState:
-    if ctx.steps <= settings.observe_steps:
-        raise ValueError(f"{node_name}: auto mode observes the first {settings.observe_steps} step(s) and guides "
-                         f"after them, but this run samples {ctx.steps}; sample more steps, lower "
-                         "auto_observe_steps, or name the blocks")
-    steps = list(range(settings.observe_steps))
-    return AutoState(observed=frozenset(steps), columns=response_columns(anchor, ctx, 0, node_name),
-                     recording=ProbeRecording(grid=ctx.grid, steps=steps))
+class AutoPick(Handler):
+    """Observes every block in the run's first steps, then picks the blocks its transfer guides."""
 
+    def __init__(self, settings: AutoSettings):
+        self.settings = settings
+        self.recordings = RunRecordings()   # the observations, for a layer report
 
-def observe_edit(state: AutoState) -> TextEdit:
-    return TextEdit(record_columns=state.columns if state.columns is not None else slice(None))
+    @property
+    def blocks(self) -> frozenset[int]:
+        return frozenset(range(self.settings.num_blocks))
 
+    def start_run(self, ctx: RunContext) -> AutoState:
+        s = self.settings
+        if ctx.steps <= s.observe_steps:
+            raise TooFewStepsToObserve(s.observe_steps, ctx.steps)
+        steps = list(range(s.observe_steps))
+        recorder = AttentionRecorder.of_columns(ctx.response_columns(s.anchor, POSITIVE),
+                                                recording=Recording(grid=ctx.grid, steps=steps))
+        return AutoState(observed=frozenset(steps), recorder=recorder, picks=ctx.picks, tell=ctx.tell)
 
-def record(state: AutoState, step: int, block: int, recorded: torch.Tensor):
-    """Keeps the block's map on the model's device: :func:`pick` moves the whole observation at once."""
-    state.pending.append(("attention", (step, block), recorded[0].float().sum(-1).view(state.recording.grid)))
+    def end_run(self, state: AutoState, output):
+        state.recorder.flush()   # a run that stopped before the pick still publishes its maps
+        self.recordings.publish(state.recorder.recording, output)
+        state.reset()
 
+    def edit_for(self, state: AutoState, call: TextCall) -> TextEdit | None:
+        if state.observing(call.step):
+            return state.recorder.edit() if call.branch == POSITIVE else None
+        if state.due(call.step):
+            self._pick(state)
+        return None
 
-def pick(settings: AutoSettings, state: AutoState, num_blocks: int) -> ProbeReport:
-    state.recording.store(state.pending)
-    state.pending = []
-    state.report = analyse(state.recording, num_blocks, "attention", settings.kappa, settings.top_r,
-                           settings.exclude_ends)
-    return state.report
+    def on_probabilities(self, state: AutoState, call: TextCall, probabilities):
+        state.recorder.keep_mass(call.step, call.block, probabilities)
+
+    def _pick(self, state: AutoState):
+        """The Report's rules on the observed steps choose the blocks for the rest of the run."""
+        s = self.settings
+        state.recorder.flush()
+        report = analyse(state.recorder.recording, s.num_blocks, ATTENTION, s.kappa, s.top_r, s.exclude_ends)
+        sources = s.named_sources or frozenset()
+        weak = s.named_weak if s.named_weak is not None else frozenset(report.weak) - sources
+        if s.named_sources is None:
+            sources = frozenset(report.responsive) - weak
+        state.picks[self] = BlockPick(weak=weak, sources=sources)
+        state.picked = True
+        observed = sorted(state.observed)
+        if not weak:
+            state.tell(NoWeakBlocksFound(observed, s.kappa))
+        else:
+            state.tell(BlocksPicked(sorted(weak), sorted(sources), observed))

@@ -3,6 +3,25 @@ import re
 
 
 _ITEM = re.compile(r"(\d+)(?:-(\d+))?", re.ASCII)
+MAX_ECHO = 60   # characters of the user's text quoted back in an error
+
+
+def _echo(text: str) -> str:
+    """The user's text as an error quotes it: cut, so a pasted page is not echoed whole."""
+    return text if len(text) <= MAX_ECHO else f"{text[:MAX_ECHO]}… ({len(text)} characters)"
+
+
+def _magnitude(digits: str) -> tuple[int, str]:
+    """Orders ASCII integers of any length without converting them."""
+    significant = digits.lstrip("0")
+    return len(significant), significant
+
+
+def _index(digits: str, num_blocks: int) -> int:
+    """An ASCII integer, or ``num_blocks`` when it has more digits than any block index (so it is out of
+    range without converting thousands of digits, which Python refuses past 4300)."""
+    significant = _magnitude(digits)[1]
+    return int(significant or "0") if len(significant) <= len(str(num_blocks)) else num_blocks
 
 
 def parse_block_list(text: str, num_blocks: int) -> list[int]:
@@ -22,17 +41,18 @@ def parse_block_list(text: str, num_blocks: int) -> list[int]:
     for field in text.split(","):
         items = re.sub(r"\s*-\s*", "-", field.strip()).split()
         if not items:
-            raise ValueError(f"'{text.strip()}' has an empty item between commas; remove the extra comma")
+            raise ValueError(f"'{_echo(text.strip())}' has an empty item between commas; remove the extra comma")
         for item in items:
             match = _ITEM.fullmatch(item)
             if match is None:
-                raise ValueError(f"'{item}' is not a block index or range like '12-20'")
-            lo = int(match[1])
-            hi = int(match[2]) if match[2] is not None else lo
-            if lo > hi:
-                raise ValueError(f"range '{item}' runs backwards; write it as '{hi}-{lo}'")
+                raise ValueError(f"'{_echo(item)}' is not a block index or range like '12-20'")
+            lo = _index(match[1], num_blocks)
+            hi = _index(match[2], num_blocks) if match[2] is not None else lo
+            if match[2] is not None and _magnitude(match[1]) > _magnitude(match[2]):
+                raise ValueError(f"range '{_echo(item)}' runs backwards; write it as "
+                                 f"'{_echo(match[2])}-{_echo(match[1])}'")
             if hi >= num_blocks:
-                raise ValueError(f"block '{item}' is out of range: this model has blocks 0-{num_blocks - 1}")
+                raise ValueError(f"block '{_echo(item)}' is out of range: this model has blocks 0-{num_blocks - 1}")
             blocks.update(range(lo, hi + 1))
     return sorted(blocks)
 

@@ -94,7 +94,7 @@ def fit_mask(mask: torch.Tensor, count: int, size: tuple[int, int]) -> torch.Ten
 
 def placeholder_masks(count: int, size: tuple[int, int]) -> torch.Tensor:
     """Uniform 0.5 masks: the anchor's regions are unknown until sampling (attention fallback);
-    ``RegionAnchor.is_placeholder`` recognises them and Focal Attention Transfer refines them."""
+    an anchor built on them says ``regions_from_attention``, and the transfer refines them."""
     return torch.full((count, *size), 0.5)
 
 

@@ -1,4 +1,4 @@
-"""Focal Attention Transfer: FSG anchor bias and Attention Cache in the Semantic-Weak blocks.
+"""The attention transfer: FSG anchor bias and Attention Cache in the Semantic-Weak blocks.
 
 Source (semantically responsive) blocks record their video→text probabilities into a cache;
 weak blocks blend the mean of the cached maps into their own, ``P' = (1-α)·P + α·P_src``,
@@ -6,47 +6,46 @@ after adding the anchor bias to their logits. A source deeper than a weak block 
 yet in the current forward pass, so the weak block uses that source's previous-step map:
 the cache always holds each source's most recent map, per CFG branch.
 
-An anchor from Region Anchor's 'model attention (fallback)' mode has placeholder regions: the
-keyword regions are read off the source blocks' own attention to the keyword tokens on the
-reference frame as soon as every source block has recorded once (in the same step for sources
-shallower than the weak blocks, from the next step for deeper ones), and the bias applies from then.
+An anchor whose regions are to be read from the model's attention (``regions_from_attention``)
+is refined from the source blocks' own attention to the keyword tokens on the reference frame as
+soon as every source block has recorded once (in the same step for sources shallower than the weak
+blocks, from the next step for deeper ones), and the bias applies from then.
 
-In auto mode (``focal_core.auto``) the run's first steps pick the weak and/or source blocks.
+In auto mode the blocks come from the :class:`~focal_core.handler.BlockPick` of the handler named
+in ``picked_by`` (``focal_core.auto``), placed ahead of this one: nothing is guided before the pick.
 """
 from dataclasses import dataclass, field
 
 import torch
 
-from . import auto as auto_mode
 from .anchors import RegionAnchor, attention_masks
 from .attention import TextEdit
-from .blocks import format_block_list
-from .probe import RunRecordings
-from .strategy import WINDOW_OF, Handler, RunContext, TextCall
-
-ALL_COLUMNS = slice(None)
+from .errors import NothingGuidedAfterObserving
+from .handler import POSITIVE, BlockPick, Handler, RunContext, SigmaWindow, StepWindow, TextCall
+from .recorder import AttentionRecorder
 
 
 @dataclass(frozen=True)
 class TransferSettings:
-    weak_blocks: frozenset
-    source_blocks: frozenset
+    weak: frozenset[int]        # Semantic-Weak blocks to guide
+    sources: frozenset[int]     # responsive blocks whose maps are cached and transferred
     alpha: float
     anchor: RegionAnchor | None
     beta: float
     gamma: float
-    start_percent: float        # schedule window, converted to sigmas per run
-    end_percent: float
-    branches: frozenset         # 0 positive, 1 negative
+    start: float                # step window (StepWindow), converted to sigmas per run
+    end: float
+    branches: frozenset[int]    # POSITIVE and/or NEGATIVE
     per_head: bool = False
     keyword_columns_only: bool = False
-    window_of: str = WINDOW_OF[0]
-    auto: auto_mode.AutoSettings | None = None   # pick weak and/or source blocks in the run
-    num_blocks: int = 0                     # the model's block count, for auto mode
+    within_sampled_steps: bool = False   # the window's percents count the sampled steps (StepWindow)
+    picked_by: Handler | None = None     # auto mode: the handler whose BlockPick names the blocks
+    observe_steps: int = 0               # auto mode: the leading steps it only observes
+    num_blocks: int = 0                  # the model's block count, for auto mode
 
     @property
-    def uses_cache(self) -> bool:
-        return self.alpha > 0 and (bool(self.source_blocks) or (self.auto is not None and self.auto.pick_sources))
+    def window(self) -> StepWindow:
+        return StepWindow(self.start, self.end, self.within_sampled_steps)
 
     @property
     def uses_anchor(self) -> bool:
@@ -54,171 +53,132 @@ class TransferSettings:
 
 
 @dataclass
+class AnchorBias:
+    """The anchor's additive logits: ``bias [N, C]`` on text ``columns [C]``."""
+    columns: torch.Tensor
+    bias: torch.Tensor
+
+
+@dataclass
+class AnchorToRefine:
+    """An anchor whose regions wait for the source blocks' attention, and its text offset."""
+    anchor: RegionAnchor
+    text_offset: int
+
+
+@dataclass
 class TransferState:
     """One sampling run of one transfer: its blocks, the cache, the anchor bias and the window."""
-    grid: tuple
-    window: tuple | None                     # (sigma_start, sigma_end); None: no sampled step in it
-    weak: frozenset = frozenset()
-    sources: frozenset = frozenset()
-    auto: auto_mode.AutoState | None = None       # the observation of auto mode, until it has picked
-    ctx: RunContext | None = None            # to tell the user what auto mode picked
-    columns: object = field(default_factory=lambda: ALL_COLUMNS)  # text columns cached and transferred
-    bias: tuple | None = None                # (columns [C], bias [N, C]) of the anchor
-    pending: tuple | None = None             # (placeholder anchor, text offset) awaiting refinement
+    grid: tuple[int, int, int]
+    window: SigmaWindow | None               # None: no sampled step in it
+    recorder: AttentionRecorder              # the text columns cached and transferred
+    weak: frozenset[int] = frozenset()
+    sources: frozenset[int] = frozenset()
+    picks: dict[Handler, BlockPick] | None = None    # auto mode: the run's picks, until this one's is read
+    bias: AnchorBias | None = None
+    to_refine: AnchorToRefine | None = None
     refined_masks: torch.Tensor | None = None
-    cache: dict = field(default_factory=dict)        # (branch, block) -> latest recorded map
-    cache_step: dict = field(default_factory=dict)   # (branch, block) -> step of that map
-    source_mean: dict = field(default_factory=dict)  # branch -> mean of the cached maps
+    cache: dict[tuple[int, int], torch.Tensor] = field(default_factory=dict)   # (branch, block) -> latest map
+    source_mean: dict[int, torch.Tensor | None] = field(default_factory=dict)  # branch -> mean of the cache
 
     def reset(self):
         self.cache.clear()
-        self.cache_step.clear()
         self.source_mean.clear()
-        self.bias = self.pending = None
+        self.bias = self.to_refine = None
 
 
 class AttentionTransfer(Handler):
-    node_name = "Focal Attention Transfer"
-
-    def __init__(self, settings: TransferSettings, node_id: str | None = None):
+    def __init__(self, settings: TransferSettings):
         self.settings = settings
-        self.node_id = node_id   # the graph node, so the browser can show auto mode's picks on it
-        self.recordings = RunRecordings(   # auto mode's observations, for Semantic Layer Report
-            "Focal Attention Transfer records only in auto mode; set weak_blocks or source_blocks to 'auto'"
-            if settings.auto is None else "wire this transfer's MODEL into the sampler whose LATENT feeds this node")
 
     @property
-    def blocks(self) -> frozenset:
-        if self.settings.auto is not None:
+    def blocks(self) -> frozenset[int]:
+        if self.settings.picked_by is not None:
             return frozenset(range(self.settings.num_blocks))
-        return self.settings.weak_blocks | self.settings.source_blocks
+        return self.settings.weak | self.settings.sources
 
     def start_run(self, ctx: RunContext) -> TransferState:
         s = self.settings
-        if s.branches == frozenset({1}) and ctx.cfg == 1.0:
-            raise ValueError(f"{self.node_name}: branch 'negative' needs a negative pass, but cfg is 1 so the "
-                             "sampler skips it; raise cfg above 1 or guide the positive branch")
-        if ctx.batch > 1:
-            raise ValueError(f"{self.node_name}: batch size {ctx.batch} is not supported (anchors and caches "
-                             "are per video); set the latent batch_size to 1")
-        state = TransferState(grid=ctx.grid, window=ctx.sigma_window(s.start_percent, s.end_percent, s.window_of),
-                              weak=s.weak_blocks, sources=s.source_blocks, ctx=ctx)
-        if s.auto is not None:
-            state.auto = auto_mode.start_observing(s.auto, s.anchor, ctx, self.node_name)
-        if state.window is None:
-            ctx.warn_empty_window(self.node_name, s.start_percent, s.end_percent, s.window_of)
-        elif state.auto is not None and not self._guides_after_observing(state, ctx):
-            ctx.warn(self.node_name, f"auto mode observes the first {s.auto.observe_steps} step(s) and guides after "
-                                     "them, but the window holds no later sampled step, so nothing is guided; "
-                                     "widen the window or lower auto_observe_steps.")
+        ctx.check_branches(s.branches)
+        ctx.check_one_video()
+        window = ctx.sigma_window(s.window)
+        if window is not None and s.picked_by is not None and not any(
+                window.holds(sigma) for sigma in ctx.sample_sigmas[s.observe_steps:-1].tolist()):
+            ctx.tell(NothingGuidedAfterObserving(s.observe_steps))
+        state = TransferState(grid=ctx.grid, window=window, recorder=AttentionRecorder(per_head=s.per_head),
+                              weak=s.weak, sources=s.sources,
+                              picks=ctx.picks if s.picked_by is not None else None)
         if s.anchor is not None:
-            offset = ctx.anchor_offset(s.anchor, 0, self.node_name)
-            try:
-                columns, bias = s.anchor.bias(ctx.grid, s.beta, s.gamma, text_offset=offset)
-            except ValueError as err:
-                raise ValueError(f"{self.node_name}: {err}") from None
-            if s.anchor.is_placeholder:
-                state.pending = (s.anchor, offset)
+            offset = ctx.anchor_offset(s.anchor, POSITIVE)
+            columns, bias = s.anchor.bias(ctx.grid, s.beta, s.gamma, text_offset=offset)
+            if s.anchor.regions_from_attention:
+                state.to_refine = AnchorToRefine(s.anchor, offset)
             else:
-                state.bias = (columns, bias)
+                state.bias = AnchorBias(columns, bias)
             if s.keyword_columns_only:
-                state.columns = columns
+                state.recorder.columns = columns
         return state
 
-    @staticmethod
-    def _guides_after_observing(state: TransferState, ctx: RunContext) -> bool:
-        sigma_start, sigma_end = state.window
-        schedule = ctx.sample_sigmas[:-1].tolist()
-        return any(sigma_end <= sigma <= sigma_start for sigma in schedule[max(state.auto.observed) + 1:])
-
     def _active(self, state: TransferState, call: TextCall) -> bool:
-        if state.window is None or call.branch not in self.settings.branches:
-            return False
-        sigma_start, sigma_end = state.window
-        return sigma_end <= call.sigma <= sigma_start
+        return state.window is not None and call.branch in self.settings.branches and state.window.holds(call.sigma)
 
-    def end_run(self, state: TransferState, output):
-        if state.auto is not None:
-            state.auto.recording.store(state.auto.pending)   # a run that stopped before the pick
-            self.recordings.publish(state.auto.recording, output)
-        state.reset()
+    def _take_pick(self, state: TransferState) -> bool:
+        """Auto mode: whether the blocks are known; they are read once, when the pick is published."""
+        if state.picks is None:
+            return True
+        pick = state.picks.get(self.settings.picked_by)
+        if pick is None:
+            return False
+        state.weak, state.sources, state.picks = pick.weak, pick.sources, None
+        return True
 
     def edit_for(self, state: TransferState, call: TextCall) -> TextEdit | None:
-        if state.auto is not None:
-            if state.auto.observing(call.step):
-                return auto_mode.observe_edit(state.auto) if call.branch == 0 else None
-            if state.auto.due(call.step):
-                self._pick_blocks(state)
-        if not self._active(state, call):
+        if not self._take_pick(state) or not self._active(state, call):
             return None
         s = self.settings
         edit = TextEdit(record_per_head=s.per_head)
-        if call.block in state.sources and (s.alpha > 0 or state.pending is not None):
-            edit.record_columns = state.columns
+        if call.block in state.sources and (s.alpha > 0 or state.to_refine is not None):
+            edit = state.recorder.edit()
         if call.block in state.weak:
-            if state.pending is not None:
+            if state.to_refine is not None:
                 self._refine_anchor(state)
             if state.bias is not None and (s.beta or s.gamma):
-                edit.bias_columns, edit.bias = state.bias
+                edit.bias_columns, edit.bias = state.bias.columns, state.bias.bias
             source = self._source_mean(state, call.branch) if s.alpha > 0 else None
             if source is not None:
                 edit.source = source
-                edit.source_columns = None if state.columns is ALL_COLUMNS else state.columns
+                edit.source_columns = None if state.recorder.all_columns else state.recorder.columns
                 edit.alpha = s.alpha
         return edit
 
-    def _source_mean(self, state: TransferState, branch: int):
+    def _source_mean(self, state: TransferState, branch: int) -> torch.Tensor | None:
         """Mean of the cached source maps, computed once per cache change and shared by all weak blocks."""
         if branch not in state.source_mean:
             cached = [state.cache[(branch, b)] for b in sorted(state.sources) if (branch, b) in state.cache]
             state.source_mean[branch] = sum(cached) / len(cached) if cached else None
         return state.source_mean[branch]
 
-    def after(self, state: TransferState, call: TextCall, recorded):
-        if state.auto is not None and state.auto.observing(call.step):
-            auto_mode.record(state.auto, call.step, call.block, recorded)
-            return
-        state.cache[(call.branch, call.block)] = recorded[0].detach()
+    def on_probabilities(self, state: TransferState, call: TextCall, probabilities):
+        state.cache[(call.branch, call.block)] = probabilities[0].detach()
         state.source_mean.pop(call.branch, None)
-        state.cache_step[(call.branch, call.block)] = call.step
 
     def _refine_anchor(self, state: TransferState):
         """Once every source has recorded on the positive branch, turn its keyword attention into masks."""
         s = self.settings
-        keys = [(0, b) for b in sorted(state.sources)]
+        keys = [(POSITIVE, b) for b in sorted(state.sources)]
         if not keys or any(k not in state.cache for k in keys):
             return
-        anchor, offset = state.pending
+        anchor, offset = state.to_refine.anchor, state.to_refine.text_offset
         source = torch.stack([state.cache[k] for k in keys]).mean(0)
         if source.ndim == 3:                                   # per-head cache: [h, n, c]
             source = source.mean(0)
-        recorded = (list(range(source.shape[-1])) if state.columns is ALL_COLUMNS
-                    else state.columns.tolist())
+        recorded = (list(range(source.shape[-1])) if state.recorder.all_columns
+                    else state.recorder.columns.tolist())
         frames, height, width = state.grid
         frame0 = source[: height * width].float().cpu()       # reference frame tokens come first
         maps = torch.stack([frame0[:, [recorded.index(i + offset) for i in span]].sum(-1).view(height, width)
                             for span in anchor.token_spans])
         refined = anchor.with_masks(attention_masks(maps))
-        state.bias = refined.bias(state.grid, s.beta, s.gamma, text_offset=offset)
+        state.bias = AnchorBias(*refined.bias(state.grid, s.beta, s.gamma, text_offset=offset))
         state.refined_masks = refined.masks
-        state.pending = None
-
-    def _pick_blocks(self, state: TransferState):
-        """Auto mode: the Report's rules on the observed steps choose the blocks for the rest of the run."""
-        s = self.settings
-        report = auto_mode.pick(s.auto, state.auto, s.num_blocks)
-        if s.auto.pick_weak:
-            state.weak = frozenset(report.weak) - state.sources
-        if s.auto.pick_sources:
-            state.sources = frozenset(report.responsive) - state.weak
-        observed = format_block_list(state.auto.observed)
-        if not state.weak:
-            state.ctx.warn(self.node_name, f"auto mode found no Semantic-Weak Layers after observing step(s) "
-                                           f"{observed} (kappa {s.auto.kappa:g}); the rest of this run is not "
-                                           "guided. Lower auto_kappa to find more, or name weak_blocks.")
-            return
-        weak, sources = format_block_list(state.weak), format_block_list(state.sources) or "none"
-        state.ctx.inform(self.node_name, f"auto mode picked weak blocks {weak} and source blocks {sources} after "
-                                         f"observing step(s) {observed}; type them into weak_blocks / "
-                                         "source_blocks to freeze them.",
-                         node_id=self.node_id, auto_picks={"weak_blocks": weak, "source_blocks": sources})
+        state.to_refine = None

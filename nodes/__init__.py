@@ -2,7 +2,8 @@
 from comfy_api.latest import ComfyExtension, io
 
 from .anchor import RegionAnchorNode
-from .probe import SemanticLayerProbe, SemanticLayerReport
+from .probe import SemanticLayerProbe
+from .report import SemanticLayerReport
 from .transfer import FocalAttentionTransfer
 
 

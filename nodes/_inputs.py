@@ -3,9 +3,9 @@ import math
 
 from comfy_api.latest import io
 
-from ..focal_core.families import ModelInfo, UnsupportedModelError, family_for
 from ..focal_core.blocks import parse_block_list
-from ..focal_core.strategy import WINDOW_OF
+from ..focal_core.families import Family, ModelInfo, UnsupportedModelError, family_for
+from ._voice import WINDOW_OF, fail, quoted
 
 CATEGORY = "sampling/focal_guidance"
 BRANCHES = {"positive": frozenset({0}), "both": frozenset({0, 1}), "negative": frozenset({1})}
@@ -25,7 +25,8 @@ def window_inputs(start=0.0, end=0.5):
 
 
 def window_of_input():
-    return io.Combo.Input("window_of", options=list(WINDOW_OF), default=WINDOW_OF[0], optional=True, tooltip=(
+    labels = list(WINDOW_OF)
+    return io.Combo.Input("window_of", options=labels, default=labels[0], optional=True, tooltip=(
         "What the window's percents count: 'whole schedule' is the model's full noise schedule; "
         "'sampled steps' is the steps this sampler runs, so each Wan2.2 expert or KSamplerAdvanced "
         "step range gets the window within its own steps."))
@@ -37,7 +38,16 @@ def branch_input(options=("positive", "both"), tooltip=None):
         "host computes it; 'both' applies the same guidance to the negative pass too."))
 
 
-def model_layout(model, node_name, anchor=None):
+def choice(node_name, name, value, options):
+    """A combo input's value checked against its options (ComfyUI 0.3.75 does not check them before
+    ``execute``); ``options`` is a list of labels, or a dict of labels to the values they stand for."""
+    if not isinstance(value, str) or value not in options:
+        fail(node_name, f"{name} is {quoted(value)}, which is not one of its options",
+             "choose one of " + ", ".join(f"'{label}'" for label in options))
+    return options[value] if isinstance(options, dict) else value
+
+
+def model_family(model, node_name, anchor=None) -> Family:
     """The family of a MODEL (focal_core.families), or a ValueError naming the node, the model and
     what is supported; an anchor built for another family is refused here too."""
     config = model.model.model_config
@@ -49,27 +59,28 @@ def model_layout(model, node_name, anchor=None):
     except UnsupportedModelError as err:
         raise ValueError(f"{node_name}: {err}.") from None
     if anchor is not None and anchor.tokenizer is not None and anchor.tokenizer != family.tokenizer:
-        raise ValueError(f"{node_name}: the anchor was built for {anchor.family} (tokenizer {anchor.tokenizer}) but "
-                         f"the model is {family.variant}, which reads {family.name} tokens (tokenizer "
-                         f"{family.tokenizer}); give Region Anchor this model's text encoder.")
+        fail(node_name, f"the anchor was built for {anchor.family} (tokenizer {anchor.tokenizer}) but the model is "
+                        f"{family.variant}, which reads {family.name} tokens (tokenizer {family.tokenizer})",
+             "give Region Anchor this model's text encoder")
     return family
 
 
-def parse_blocks(text, layout, node_name, field):
+def parse_blocks(text, family: Family, node_name, field):
     try:
-        return parse_block_list(text, layout.num_blocks)
+        return parse_block_list(text, family.num_blocks)
     except ValueError as err:
-        raise ValueError(f"{node_name}: {field}: {err} ({layout.variant}).") from None
+        fail(node_name, f"{field}: {err} ({family.variant})", "name blocks like '12-20, 25'")
 
 
 def check_finite(node_name, **values):
     """ComfyUI's min/max validation passes NaN (every comparison is false): refuse it here."""
     for name, value in values.items():
         if not math.isfinite(value):
-            raise ValueError(f"{node_name}: {name} is {value}; give a finite number.")
+            fail(node_name, f"{name} is {value}", "give a finite number")
 
 
 def check_window(start_percent, end_percent, node_name):
     check_finite(node_name, start_percent=start_percent, end_percent=end_percent)
     if start_percent > end_percent:
-        raise ValueError(f"{node_name}: start_percent {start_percent} is after end_percent {end_percent}.")
+        fail(node_name, f"start_percent {start_percent} is after end_percent {end_percent}",
+             "make start_percent the smaller")

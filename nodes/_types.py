@@ -1,5 +1,20 @@
-"""Custom wire types shared by the pack's nodes."""
+"""Custom wire types shared by the pack's nodes, and what flows on them."""
+from dataclasses import dataclass
+
 from comfy_api.latest import io
 
-Anchor = io.Custom("FOCAL_ANCHOR")
-Probe = io.Custom("FOCAL_PROBE")
+from ..focal_core.families import Family
+from ..focal_core.recorder import RunRecordings
+
+Anchor = io.Custom("FOCAL_ANCHOR")   # a focal_core.anchors.RegionAnchor
+Probe = io.Custom("FOCAL_PROBE")     # a ProbeHandle
+
+
+@dataclass(frozen=True)
+class ProbeHandle:
+    """What flows on the PROBE wire: the recordings of the patched model's runs, its family, and what
+    to tell the user when nothing was recorded. Semantic Layer Probe and Focal Attention Transfer's
+    auto mode both send one."""
+    recordings: RunRecordings
+    family: Family
+    empty_hint: str

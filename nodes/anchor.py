@@ -10,16 +10,22 @@ from comfy_api.latest import io, ui
 
 from ..focal_core import families, regions, tokens
 from ..focal_core.anchors import RegionAnchor
-from . import _inputs
+from ..focal_core.errors import AnchorAspectMismatch
+from . import _inputs, _voice
 from ._types import Anchor
 from .notify import warn
 
 NODE = "Region Anchor"
 CLIP, MASK_ONLY, ATTENTION = "clip", "mask only", "model attention (fallback)"
+MODES = (CLIP, MASK_ONLY, ATTENTION)
+REPLACE, UNION = "replace", "union"
+MASK_COMBINES = (REPLACE, UNION)
 KEYWORD_TEMPLATE = "a photo of a {}."
 REFERENCE_PROMPTS = ("a photo.", "a photo of the background.")
+
+
 def _fail(problem: str, fix: str):
-    raise ValueError(f"{NODE}: {problem}. Fix: {fix}.")
+    _voice.fail(NODE, problem, fix)
 
 
 def _prompt_pieces(text_encoder, prompt: str):
@@ -94,15 +100,15 @@ def _region_masks(mode, words, image, clip_vision, clip, mask, mask_combine, thr
         return regions.placeholder_masks(len(words), size)
     user = None
     if mask is not None:
-        if not torch.any(mask > 0):
+        if torch.isfinite(mask).all() and not torch.any(mask > 0):
             _fail("the MASK input is all zero", "paint the keyword regions white, or disconnect MASK")
         try:
             user = regions.fit_mask(mask.cpu(), len(words), size)
         except ValueError as err:
             _fail(str(err), "paint a finite [h, w] or [batch, h, w] MASK (e.g. with the mask editor), "
-                            f"batched in keyword order: {', '.join(words)}")
+                            f"batched in keyword order: {_voice.cut(', '.join(words))}")
         _warn_on_stretch(mask.shape[-2:], size)
-    if mode == MASK_ONLY or (user is not None and mask_combine == "replace"):
+    if mode == MASK_ONLY or (user is not None and mask_combine == REPLACE):
         if user is None:
             _fail("mode 'mask only' needs a MASK", "connect a MASK or switch mode to 'clip'")
         return user
@@ -130,7 +136,7 @@ def _check_latent(size, latent, patch) -> None:
     frame = RegionAnchor(("image",), torch.zeros(1, 1, 1).expand(1, *size), ((0,),))
     try:
         frame.check_grid((t, -(-h // patch[1]), -(-w // patch[2])))
-    except ValueError as err:
+    except AnchorAspectMismatch as err:
         _fail(str(err), "scale the reference image to the video's width × height (ImageScale) and feed the "
                         "same image to this node and to the image-to-video node")
 
@@ -155,7 +161,7 @@ class RegionAnchorNode(io.ComfyNode):
                 io.String.Input("keywords", default="",
                                 tooltip="Comma-separated words from the prompt to anchor. Empty: the first 4 "
                                         "content words of the prompt."),
-                io.Combo.Input("mode", options=[CLIP, MASK_ONLY, ATTENTION], default=CLIP,
+                io.Combo.Input("mode", options=list(MODES), default=CLIP,
                                tooltip="clip: regions from CLIP similarity. mask only: regions from the MASK "
                                        "input. model attention (fallback): uniform placeholder regions that the "
                                        "transfer node is meant to refine."),
@@ -168,7 +174,7 @@ class RegionAnchorNode(io.ComfyNode):
                 io.Float.Input("frame_decay", default=0.5, min=0.0, max=1.0, step=0.05,
                                tooltip="Anchor weight of latent frame f is frame_decay**f; 0 anchors the "
                                        "reference frame only."),
-                io.Combo.Input("mask_combine", options=["replace", "union"], default="replace",
+                io.Combo.Input("mask_combine", options=list(MASK_COMBINES), default=REPLACE,
                                tooltip="With a MASK in mode 'clip': replace the CLIP regions, or add to them."),
                 io.ClipVision.Input("clip_vision", optional=True,
                                     tooltip="CLIP vision model (CLIPVisionLoader) for mode 'clip', e.g. "
@@ -194,6 +200,8 @@ class RegionAnchorNode(io.ComfyNode):
     @classmethod
     def execute(cls, image, text_encoder, prompt, keywords, mode, threshold, temperature, frame_decay,
                 mask_combine, clip_vision=None, clip=None, mask=None, latent=None) -> io.NodeOutput:
+        mode = _inputs.choice(NODE, "mode", mode, list(MODES))
+        mask_combine = _inputs.choice(NODE, "mask_combine", mask_combine, list(MASK_COMBINES))
         _inputs.check_finite(NODE, threshold=threshold, temperature=temperature, frame_decay=frame_decay)
         words = tokens.parse_keywords(keywords)
         derived = not words
@@ -204,14 +212,15 @@ class RegionAnchorNode(io.ComfyNode):
         spans = [tokens.keyword_span(pieces, w, byte_level) for w in words]
         missing = [w for w, span in zip(words, spans) if not span]
         if missing:
-            _fail(f"keyword(s) {', '.join(missing)} not found in the prompt's tokens",
+            _fail(f"keyword(s) {_voice.cut(', '.join(missing))} not found in the prompt's tokens",
                   "use words that appear in the prompt (plurals match), or leave keywords empty")
         if latent is not None:
             _check_latent(tuple(image.shape[1:3]), latent, family.latent_patch)
         with torch.no_grad():
             masks = _region_masks(mode, words, image, clip_vision, clip, mask, mask_combine, threshold, temperature)
         anchor = RegionAnchor(tuple(words), masks, tuple(spans), frame_decay, prompt_tokens=len(pieces),
-                              family=family.name, tokenizer=family.tokenizer)
+                              family=family.name, tokenizer=family.tokenizer,
+                              regions_from_attention=mode == ATTENTION)
         source = "derived from the prompt" if derived else "given"
         lines = [f"{NODE}: {family.name} tokens ({family.tokenizer}), mode '{mode}', keywords {source}:"] + [
             f"  {w}: tokens {list(s)}, area {m.mean().item():.0%}" for w, s, m in zip(words, spans, masks)]

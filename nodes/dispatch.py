@@ -10,29 +10,32 @@ chained to whatever was there before:
   lists exactly the chunks it is given; where the text attention is a call of its own (Wan's
   cross-attention), the host computes the whole batch instead and only the edited rows are
   replaced, so an unedited branch is the unpatched output bit for bit whatever the processor's
-  kernels do with batch size (one extra text call per edited chunk). One exception: a chunk that is only recorded, when the
-  host kernel is plain SDPA with no earlier override and the family's edit returns SDPA's very
-  output (HunyuanVideo's joint attention), is computed once by the pack, output and recording
-  together; under any other kernel or override the host call stays and the recording costs a
-  second joint attention;
-- one OUTER_SAMPLE wrapper that starts every handler's run state and resets it in ``finally``.
-Every later node (a probe, a second transfer) only appends its handler to the model's
+  kernels do with batch size (one extra text call per edited chunk). One exception: a chunk that
+  is only recorded, when the host kernel is plain SDPA with no earlier override and the family's
+  edit returns SDPA's very output (HunyuanVideo's joint attention), is computed once by the pack,
+  output and recording together; under any other kernel or override the host call stays and the
+  recording costs a second joint attention;
+- one OUTER_SAMPLE wrapper that starts every handler's run state and resets it in ``finally``; a
+  typed error a handler raises is worded there for its node (``nodes/_voice.py``).
+Every later node (a probe, a second transfer) only appends its handlers to the model's
 :class:`FocalPlan` (IPAdapter's one replacement per layer, accumulating adapters). In one text
 attention call all handlers share one edit: biases add, blends apply in graph order, recordings
 see the probabilities the model really uses (``focal_core.attention``). No handler ever sees a
 partial batch. The plan lives in ``transformer_options``; the run lives in the sampler's per-run
 copy of it, so nothing outlives the run.
 """
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 import functools
 
 import comfy.patcher_extension
 import torch
 
-from ..focal_core.attention import changes_output
+from ..focal_core.attention import TextEdit, changes_output
+from ..focal_core.errors import FocalError
 from ..focal_core.families import Family
-from ..focal_core.strategy import Handler, RunContext, TextCall
-from .notify import inform, warn
+from ..focal_core.handler import Handler, RunContext, RunState, TextCall
+from . import _voice
+from .notify import warn
 
 PLAN = "focal_guidance"            # transformer_options key of the model's FocalPlan
 RUN = "focal_guidance_run"         # key in the sampler's per-run options: the live FocalRun
@@ -40,28 +43,44 @@ BLOCK = "focal_guidance_block"     # key the marker sets for the running block: 
 
 
 @dataclass(frozen=True)
+class Installed:
+    """A handler in a plan, with the node that speaks for it (its display name and graph id)."""
+    handler: Handler
+    node: str
+    node_id: str | None = None
+
+
+@dataclass(frozen=True)
 class FocalPlan:
     """The handlers of one patched model, in graph order. Shared by clones (see Handler)."""
     family: Family
-    handlers: tuple[Handler, ...] = ()
+    handlers: tuple[Installed, ...] = ()
 
     def __deepcopy__(self, memo):
         return self
 
     @property
-    def blocks(self) -> frozenset:
-        return frozenset().union(*(h.blocks for h in self.handlers))
+    def blocks(self) -> frozenset[int]:
+        return frozenset().union(*(i.handler.blocks for i in self.handlers))
+
+
+@dataclass
+class HandlerRun:
+    """One handler's part of a run: the handler, its node, and the state its ``start_run`` returned."""
+    handler: Handler
+    node: str
+    state: RunState
 
 
 @dataclass
 class FocalRun:
-    """One sampling run: the context, each handler's state, and the step of the current model call."""
+    """One sampling run: the context, each handler's run, and the step of the current model call."""
     plan: FocalPlan
     ctx: RunContext
-    states: list = field(default_factory=list)
-    warned: set = field(default_factory=set)
+    runs: list[HandlerRun] = field(default_factory=list)
+    warned: set[tuple[str, int]] = field(default_factory=set)
     _sigmas: torch.Tensor | None = None
-    _sigma_step: tuple = (0.0, 0)
+    _sigma_step: tuple[float, int] = (0.0, 0)
 
     def sigma_step(self, sigmas: torch.Tensor) -> tuple[float, int]:
         """(sigma, step) of a model call; one host sync per model call, not one per block."""
@@ -70,8 +89,8 @@ class FocalRun:
             self._sigmas, self._sigma_step = sigmas, (sigma, self.ctx.step_index(sigma))
         return self._sigma_step
 
-    def handlers_of(self, block: int):
-        return [(h, s) for h, s in zip(self.plan.handlers, self.states) if block in h.blocks]
+    def handlers_of(self, block: int) -> list[HandlerRun]:
+        return [r for r in self.runs if block in r.handler.blocks]
 
     def warn_once(self, key, node: str, message: str):
         if key not in self.warned:
@@ -79,8 +98,9 @@ class FocalRun:
             warn(node, message)
 
 
-def install(model, family: Family, handler: Handler):
-    """A clone of ``model`` with ``handler`` appended to its Focal Guidance plan."""
+def install(model, family: Family, *handlers: Handler, node: str = "Focal Guidance", node_id: str | None = None):
+    """A clone of ``model`` with ``handlers`` appended to its Focal Guidance plan, in this order;
+    ``node`` (its display name) and ``node_id`` speak for them to the user."""
     m = model.clone()
     options = m.model_options.setdefault("transformer_options", {})
     plan = options.get(PLAN)
@@ -89,10 +109,10 @@ def install(model, family: Family, handler: Handler):
         m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, PLAN, _outer_sample)
         options["optimized_attention_override"] = _dispatcher(options.get("optimized_attention_override"))
     dit = options.setdefault("patches_replace", {}).setdefault("dit", {})
-    for block in sorted(handler.blocks - plan.blocks):
+    for block in sorted(frozenset().union(*(h.blocks for h in handlers)) - plan.blocks):
         key = family.block_keys[block]
         dit[key] = _marker(block, dit.get(key))
-    options[PLAN] = FocalPlan(plan.family, plan.handlers + (handler,))
+    options[PLAN] = FocalPlan(plan.family, plan.handlers + tuple(Installed(h, node, node_id) for h in handlers))
     return m
 
 
@@ -111,19 +131,23 @@ def _outer_sample(executor, *args, **kwargs):
         raise ValueError(f"Focal Guidance ({family.variant}): {err}.") from None
     ctx = RunContext(grid=grid, sample_sigmas=sigmas.detach().cpu(), batch=noise.shape[0], cfg=float(guider.cfg),
                      text=text, family=family,
-                     percent_to_sigma=guider.model_patcher.get_model_object("model_sampling").percent_to_sigma,
-                     warn=warn, inform=inform)
+                     percent_to_sigma=guider.model_patcher.get_model_object("model_sampling").percent_to_sigma)
     run, output = FocalRun(plan, ctx), None
     try:
-        for handler in plan.handlers:
-            run.states.append(handler.start_run(ctx))
+        for installed in plan.handlers:
+            told = functools.partial(_voice.tell, installed.node, node_id=installed.node_id)
+            try:
+                state = installed.handler.start_run(replace(ctx, tell=told))
+            except FocalError as err:
+                raise ValueError(_voice.run_error(installed.node, err)) from None
+            run.runs.append(HandlerRun(installed.handler, installed.node, state))
         options[RUN] = run
         output = executor(*args, **kwargs)
         return output
     finally:
         options.pop(RUN, None)
-        for handler, state in zip(plan.handlers, run.states):
-            handler.end_run(state, output)
+        for handler_run in run.runs:
+            handler_run.handler.end_run(handler_run.state, output)
 
 
 def _marker(block: int, previous):
@@ -140,7 +164,7 @@ def _marker(block: int, previous):
 
 
 def _observe_block(run: FocalRun, block: int, args, out):
-    watchers = [(h, s) for h, s in run.handlers_of(block) if h.wants_block_outputs]
+    watchers = [r for r in run.handlers_of(block) if r.handler.wants_block_outputs]
     if not watchers:
         return
     options = args["transformer_options"]
@@ -149,8 +173,8 @@ def _observe_block(run: FocalRun, block: int, args, out):
     sigma, step = run.sigma_step(options["sigmas"])
     for i, branch in enumerate(branches):
         call = TextCall(block, branch, sigma, step, row=i * per_chunk)
-        for handler, state in watchers:
-            handler.on_block(state, call, args, out, run.ctx)
+        for watcher in watchers:
+            watcher.handler.on_block(watcher.state, call, args, out, run.ctx)
 
 
 @functools.cache
@@ -188,6 +212,36 @@ def _dispatcher(previous):
     return override
 
 
+@dataclass
+class _HandlerEdit:
+    """One handler's edit of one CFG chunk."""
+    run: HandlerRun
+    edit: TextEdit
+
+
+@dataclass
+class _Chunk:
+    """One CFG chunk of a text attention call: its rows, the call, the handlers' edits, its mask, and
+    whether the pack computes its output (else the host does)."""
+    rows: slice
+    call: TextCall
+    edits: list[_HandlerEdit]
+    mask: torch.Tensor | None = None
+    computed: bool = False
+
+
+def _edits_for(run: FocalRun, call: TextCall) -> list[_HandlerEdit]:
+    edits = []
+    for handler_run in run.handlers_of(call.block):
+        try:
+            edit = handler_run.handler.edit_for(handler_run.state, call)
+        except FocalError as err:
+            raise ValueError(_voice.run_error(handler_run.node, err)) from None
+        if edit is not None and (edit.changes_output or edit.record_columns is not None):
+            edits.append(_HandlerEdit(handler_run, edit))
+    return edits
+
+
 @torch.compiler.disable  # explicit attention in a few blocks: keep it out of compiled graphs
 def _text_attention(run: FocalRun, block: int, func, args, kwargs, options, call_previous, host_is_sdpa: bool):
     family, ctx = run.plan.family, run.ctx
@@ -199,46 +253,47 @@ def _text_attention(run: FocalRun, block: int, func, args, kwargs, options, call
         return call_previous(func, *args, **kwargs)
     per_chunk = q.shape[0] // len(branches)
     sigma, step = run.sigma_step(options["sigmas"])
-    chunks = []   # (rows, call, [(handler, state, edit)]) per CFG chunk
+    chunks = []
     for i, branch in enumerate(branches):
         call = TextCall(block, branch, sigma, step, row=i * per_chunk)
-        edits = [(h, s, e) for h, s in run.handlers_of(block)
-                 if (e := h.edit_for(s, call)) is not None and (e.changes_output or e.record_columns is not None)]
-        chunks.append((slice(i * per_chunk, (i + 1) * per_chunk), call, edits))
-    if not any(edits for _, _, edits in chunks):
+        chunks.append(_Chunk(slice(i * per_chunk, (i + 1) * per_chunk), call, _edits_for(run, call)))
+    if not any(chunk.edits for chunk in chunks):
         return call_previous(func, *args, **kwargs)
 
     heads = kwargs["heads"] if "heads" in kwargs else args[3]
     mask = kwargs.get("mask")
-    masks = [None if mask is None else _rows_of(mask, rows, q.shape[0]) for rows, _, _ in chunks]
-    computed = [bool(edits) and (changes_output(e for _, _, e in edits) or host_is_sdpa and
-                                 family.records_with_sdpas_output(q[rows], k[rows], v[rows], chunk_mask))
-                for (rows, _, edits), chunk_mask in zip(chunks, masks)]
-    out, host_runs = None, _runs(computed)   # runs of chunks the pack does not compute: the host's output
+    for chunk in chunks:
+        rows = chunk.rows
+        chunk.mask = None if mask is None else _rows_of(mask, rows, q.shape[0])
+        chunk.computed = bool(chunk.edits) and (
+            changes_output(e.edit for e in chunk.edits) or host_is_sdpa and
+            family.records_with_sdpas_output(q[rows], k[rows], v[rows], chunk.mask))
+    out, host_runs = None, _runs(c.computed for c in chunks)   # runs of chunks the host computes
     if family.separate_text_call and host_runs:
         out, host_runs = call_previous(func, *args, **kwargs), []   # whole batch as unpatched; edited rows replaced
     for first, last in host_runs:
-        rows = slice(chunks[first][0].start, chunks[last][0].stop)
+        rows = slice(chunks[first].rows.start, chunks[last].rows.stop)
         host = call_previous(func, q[rows], k[rows], v[rows], *args[3:],
                              **_sub_kwargs(kwargs, options, rows, q.shape[0], branches[first:last + 1]))
         if out is None:
             out = host.new_empty((q.shape[0],) + tuple(host.shape[1:]))
         out[rows] = host
-    for (rows, call, edits), chunk_mask, own in zip(chunks, masks, computed):
-        if not edits:
+    for chunk in chunks:
+        if not chunk.edits:
             continue
+        rows = chunk.rows
         try:
-            res, recorded = family.edit(q[rows], k[rows], v[rows], heads, ctx.n_video, [e for _, _, e in edits],
-                                        chunk_mask, need_output=own)
+            res, recorded = family.edit(q[rows], k[rows], v[rows], heads, ctx.n_video,
+                                        [e.edit for e in chunk.edits], chunk.mask, need_output=chunk.computed)
         except ValueError as err:
             raise ValueError(f"Focal Guidance, block {block} of {family.variant}: {err}.") from None
-        if own:
+        if chunk.computed:
             if out is None:
                 out = res.new_empty((q.shape[0],) + tuple(res.shape[1:]))
             out[rows] = res
-        for (handler, state, _), rec in zip(edits, recorded):
-            if rec is not None:
-                handler.after(state, call, rec)
+        for handler_edit, probabilities in zip(chunk.edits, recorded):
+            if probabilities is not None:
+                handler_edit.run.handler.on_probabilities(handler_edit.run.state, chunk.call, probabilities)
     return out
 
 

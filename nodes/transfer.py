@@ -1,16 +1,21 @@
 """Node "Focal Attention Transfer": patch the Semantic-Weak blocks of a Wan/HunyuanVideo model."""
 from comfy_api.latest import io
 
-from ..focal_core.auto import AutoSettings
+from ..focal_core.auto import AutoPick, AutoSettings
+from ..focal_core.recorder import RunRecordings
 from ..focal_core.transfer import AttentionTransfer, TransferSettings
 from . import _inputs
-from ._types import Anchor, Probe
+from ._types import Anchor, Probe, ProbeHandle
+from ._voice import WINDOW_OF, fail
 from .dispatch import install
 from .notify import warn
-from .probe import ProbeHandle
 
 NODE = "Focal Attention Transfer"
 AUTO = "auto"
+CACHE_HEADS = {"head mean": False, "per head": True}                   # -> per_head
+CACHE_COLUMNS = {"all text tokens": False, "keyword tokens": True}     # -> keyword_columns_only
+NOT_AUTO = "Focal Attention Transfer records only in auto mode; set weak_blocks or source_blocks to 'auto'"
+AUTO_NOT_SAMPLED = "wire this transfer's MODEL into the sampler whose LATENT feeds this node"
 
 
 class FocalAttentionTransfer(io.ComfyNode):
@@ -39,10 +44,10 @@ class FocalAttentionTransfer(io.ComfyNode):
                                tooltip="Anchor bias subtracted from keyword-token logits outside the region."),
                 *_inputs.window_inputs(0.0, 0.5),
                 _inputs.branch_input(),
-                io.Combo.Input("cache_heads", options=["head mean", "per head"], default="head mean",
+                io.Combo.Input("cache_heads", options=list(CACHE_HEADS), default="head mean",
                                tooltip="Cache the head-averaged map (small) or one map per head (heads× memory: "
                                        "about 2.7 GB per source block for Wan 14B at 480p)."),
-                io.Combo.Input("cache_columns", options=["all text tokens", "keyword tokens"],
+                io.Combo.Input("cache_columns", options=list(CACHE_COLUMNS),
                                default="all text tokens",
                                tooltip="Transfer every text column, or only the anchor's keyword columns "
                                        "(O(N·K) memory; needs an anchor)."),
@@ -72,58 +77,68 @@ class FocalAttentionTransfer(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, weak_blocks, source_blocks, alpha, beta, gamma, start_percent, end_percent,
-                branch, cache_heads, cache_columns, window_of=_inputs.WINDOW_OF[0], auto_observe_steps=1,
+                branch, cache_heads, cache_columns, window_of=next(iter(WINDOW_OF)), auto_observe_steps=1,
                 auto_kappa=1.0, auto_top_r=2, auto_exclude_ends=2, anchor=None) -> io.NodeOutput:
+        branches = _inputs.choice(NODE, "branch", branch, _inputs.BRANCHES)
+        per_head = _inputs.choice(NODE, "cache_heads", cache_heads, CACHE_HEADS)
+        keyword_columns_only = _inputs.choice(NODE, "cache_columns", cache_columns, CACHE_COLUMNS)
+        within_sampled_steps = _inputs.choice(NODE, "window_of", window_of, WINDOW_OF)
         _inputs.check_finite(NODE, alpha=alpha, beta=beta, gamma=gamma, auto_kappa=auto_kappa)
         _inputs.check_window(start_percent, end_percent, NODE)
-        layout = _inputs.model_layout(model, NODE, anchor)
+        family = _inputs.model_family(model, NODE, anchor)
         pick_weak, pick_sources = _is_auto(weak_blocks), _is_auto(source_blocks)
-        weak = frozenset() if pick_weak else frozenset(_inputs.parse_blocks(weak_blocks, layout, NODE, "weak_blocks"))
+        weak = frozenset() if pick_weak else frozenset(_inputs.parse_blocks(weak_blocks, family, NODE, "weak_blocks"))
         sources = frozenset() if pick_sources else frozenset(
-            _inputs.parse_blocks(source_blocks, layout, NODE, "source_blocks"))
+            _inputs.parse_blocks(source_blocks, family, NODE, "source_blocks"))
         if weak & sources:
-            raise ValueError(f"{NODE}: blocks {sorted(weak & sources)} are both weak and source; a block cannot "
-                             "feed itself.")
-        if cache_columns == "keyword tokens" and anchor is None:
-            raise ValueError(f"{NODE}: cache_columns 'keyword tokens' needs an anchor; connect a Region "
-                             "Anchor or choose 'all text tokens'.")
-        if anchor is not None and anchor.is_placeholder and not sources and not pick_sources:
-            raise ValueError(f"{NODE}: the anchor comes from Region Anchor's 'model attention (fallback)' mode, "
-                             "whose regions are read from the source blocks' attention; name source_blocks "
-                             "(e.g. the probe's responsive_blocks) or set them to 'auto'.")
+            fail(NODE, f"blocks {sorted(weak & sources)} are both weak and source; a block cannot feed itself",
+                 "remove them from one of weak_blocks and source_blocks")
+        if keyword_columns_only and anchor is None:
+            fail(NODE, "cache_columns 'keyword tokens' needs an anchor",
+                 "connect a Region Anchor or choose 'all text tokens'")
+        if anchor is not None and anchor.regions_from_attention and not sources and not pick_sources:
+            fail(NODE, "the anchor comes from Region Anchor's 'model attention (fallback)' mode, whose regions are "
+                       "read from the source blocks' attention",
+                 "name source_blocks (e.g. the probe's responsive_blocks) or set them to 'auto'")
         auto = None
         if pick_weak or pick_sources:
-            auto = AutoSettings(auto_observe_steps, auto_kappa, auto_top_r, auto_exclude_ends, pick_weak, pick_sources)
+            auto = AutoPick(AutoSettings(
+                num_blocks=family.num_blocks, observe_steps=auto_observe_steps, kappa=auto_kappa, top_r=auto_top_r,
+                exclude_ends=auto_exclude_ends, named_weak=None if pick_weak else weak,
+                named_sources=None if pick_sources else sources, anchor=anchor))
         settings = TransferSettings(
-            weak_blocks=weak, source_blocks=sources, alpha=alpha, anchor=anchor, beta=beta, gamma=gamma,
-            start_percent=start_percent, end_percent=end_percent, branches=_inputs.BRANCHES[branch],
-            per_head=cache_heads == "per head", keyword_columns_only=cache_columns == "keyword tokens",
-            window_of=window_of, auto=auto, num_blocks=layout.num_blocks)
-        handler = AttentionTransfer(settings, node_id=getattr(cls.hidden, "unique_id", None))
-        report = ProbeHandle(handler.recordings, layout)
-        idle = _idle_settings(settings)
+            weak=weak, sources=sources, alpha=alpha, anchor=anchor, beta=beta, gamma=gamma,
+            start=start_percent, end=end_percent, branches=branches, per_head=per_head,
+            keyword_columns_only=keyword_columns_only, within_sampled_steps=within_sampled_steps, picked_by=auto,
+            observe_steps=auto_observe_steps if auto else 0, num_blocks=family.num_blocks)
+        report = (ProbeHandle(auto.recordings, family, AUTO_NOT_SAMPLED) if auto is not None
+                  else ProbeHandle(RunRecordings(), family, NOT_AUTO))
+        idle = _idle_settings(settings, pick_weak, pick_sources)
         if idle:
             warn(NODE, f"{idle}; the model passes through unchanged.")
             return io.NodeOutput(model, report)
-        return io.NodeOutput(install(model, layout, handler), report)
+        handlers = (AttentionTransfer(settings),) if auto is None else (auto, AttentionTransfer(settings))
+        node_id = getattr(cls.hidden, "unique_id", None)   # auto mode shows its picks on this node
+        return io.NodeOutput(install(model, family, *handlers, node=NODE, node_id=node_id), report)
 
 
 def _is_auto(text: str) -> bool:
     return text.strip().lower() == AUTO
 
 
-def _idle_settings(s: TransferSettings) -> str | None:
+def _idle_settings(s: TransferSettings, pick_weak: bool, pick_sources: bool) -> str | None:
     """Why these settings cannot change any block (a real no-op, as Skip Layer Guidance does), or None.
 
     Settings that cannot act alone are reported too, so no setting is dropped without a word.
     """
-    if not s.weak_blocks and (s.auto is None or not s.auto.pick_weak):
+    if not s.weak and not pick_weak:
         return "weak_blocks is empty (the probe found no Semantic-Weak Layers, or none were named)"
-    if s.alpha > 0 and not s.uses_cache:
+    uses_cache = s.alpha > 0 and (bool(s.sources) or pick_sources)
+    if s.alpha > 0 and not uses_cache:
         warn(NODE, f"alpha {s.alpha:g} has no source_blocks to transfer from, so the Attention Cache is off.")
     if (s.beta > 0 or s.gamma > 0) and s.anchor is None:
         warn(NODE, "beta and gamma need an anchor (connect Region Anchor), so the anchor bias is off.")
-    if not s.uses_cache and not s.uses_anchor:
+    if not uses_cache and not s.uses_anchor:
         return ("strength is 0: no Attention Cache (alpha 0 or no source_blocks) and no anchor bias "
                 "(no anchor, or beta = gamma = 0)")
     return None

@@ -27,7 +27,6 @@ transfer, which sees the probabilities the model really uses). Writes strips (ba
 """
 import argparse
 from dataclasses import dataclass, field, replace
-import importlib.util
 import json
 import os
 import pathlib
@@ -58,12 +57,10 @@ def boot():
         sys.path.insert(0, str(comfy_dir))
     from comfy.cli_args import args
     args.cpu = not torch.cuda.is_available()
-    if "focal_guidance" not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            "focal_guidance", PACK / "__init__.py", submodule_search_locations=[str(PACK)])
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["focal_guidance"] = module
-        spec.loader.exec_module(module)
+    if str(PACK / "scripts") not in sys.path:
+        sys.path.insert(0, str(PACK / "scripts"))
+    from register_pack import register_pack
+    register_pack(PACK)
     if str(PACK / "tests") not in sys.path:
         sys.path.insert(0, str(PACK / "tests"))
 
@@ -172,7 +169,7 @@ def keyword_mass(model, scene, seed, weak: list[int]) -> float:
     pos, neg = conditioning(probed, scene)
     out = comfy.sample.sample(probed, comfy.sample.prepare_noise(latent, seed), STEPS, CFG, SAMPLER, SCHEDULER,
                               pos, neg, latent, seed=seed, disable_pbar=True)
-    recording = handle.recordings.recording_for(out, handle.layout.token_grid(out.shape))
+    recording = handle.recordings.recording_for(out, handle.family.token_grid(out.shape))
     region = torch.nn.functional.avg_pool2d(task.object_mask(scene)[None, None], 2)[0, 0]
     fractions = []
     for (step, block), maps in recording.maps["attention"].items():
@@ -187,13 +184,14 @@ def keyword_mass(model, scene, seed, weak: list[int]) -> float:
 def probe_blocks(model, scenes, seeds) -> dict:
     """Weak and responsive blocks per kappa, by vote over the probe clips (VOTE_SHARE)."""
     from focal_guidance.focal_core.blocks import format_block_list, parse_block_list
-    from focal_guidance.nodes.probe import SemanticLayerProbe, SemanticLayerReport
+    from focal_guidance.nodes.probe import SemanticLayerProbe
+    from focal_guidance.nodes.report import SemanticLayerReport
     import comfy.sample
     votes = {k: {"weak": {}, "responsive": {}} for k in KAPPAS}
     num_blocks = None
     for scene, seed in zip(scenes, seeds):
         probed, handle = node_call(SemanticLayerProbe, model=model, anchor=anchor_for(scene, "mask only"))
-        num_blocks = handle.layout.num_blocks
+        num_blocks = handle.family.num_blocks
         latent = torch.zeros(1, task.CHANNELS, task.FRAMES, task.SIZE, task.SIZE)
         pos, neg = conditioning(probed, scene)
         out = comfy.sample.sample(probed, comfy.sample.prepare_noise(latent, seed), STEPS, CFG, SAMPLER,

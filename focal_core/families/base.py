@@ -3,8 +3,8 @@
 A family is matched from a plain description of the host's model (its class names and detected
 config, never attribute probing), then answers for the loaded model: the block layout, which
 attention call is the text one (by its key length), where the video tokens sit among the
-queries, where the prompt sits among the text keys, which tokenizer Region Anchor must have
-used, and how the text attention is edited (cross or joint).
+queries, where the prompt sits among the text keys, which tokenizer an anchor's
+token spans must come from, and how the text attention is edited (cross or joint).
 """
 from dataclasses import dataclass
 
@@ -65,7 +65,7 @@ class Family:
     """One model family. Subclasses set the class attributes and override the methods."""
     name = ""                  # shown in errors, anchors and reports
     tokenizer = ""             # the text encoder's token key (ComfyUI's embedding key) anchors must carry
-    latent_patch = (1, 2, 2)   # (t, h, w) latent patching, for Region Anchor's latent check
+    latent_patch = (1, 2, 2)   # (t, h, w) latent patching, for the anchor node's latent check
     # The text attention is a call of its own (cross-attention), cheap beside the block: the dispatcher
     # then lets the host compute the whole CFG batch and replaces only the edited rows, so unedited
     # branches get the unpatched output bit for bit on any processor (GEMM kernels round by batch size).

@@ -7,6 +7,8 @@ plus the text stream, so the text call is the one with more keys than video toke
 context of the I2V model starts with the LLaVA image tokens, whose count depends on the encoder
 node's ``image_interleave``; an anchor is placed from the context's end, where its prompt ends.
 """
+from einops import rearrange
+
 from ..attention import joint_attention_text_edit, lse_output_is_sdpas
 from .base import Family, ModelInfo, TextLayout, count_real
 
@@ -67,8 +69,7 @@ class HunyuanVideo(Family):
 
     def edit(self, q, k, v, heads: int, n_video: int, edits, mask, need_output: bool):
         out, recorded = joint_attention_text_edit(q, k, v, n_video, edits, key_mask=_key_mask(mask))
-        b, h, n, d = out.shape   # the host returns [b, l, heads·d]
-        return out.transpose(1, 2).reshape(b, n, h * d), recorded
+        return rearrange(out, "b h n d -> b n (h d)"), recorded   # the host's layout
 
     def block_states(self, args: dict, out: dict, row: int, n_video: int, text: TextLayout):
         stream = out["txt"][row] if "txt" in out else out["img"][row, n_video:]   # double / single block

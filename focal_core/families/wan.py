@@ -5,6 +5,8 @@ then the text cross-attention on the padded umT5 context (512 keys). The text ca
 whose key count is the context length; the CLIP tokens lead the block's text stream but have
 their own call, so the prompt starts the text keys. q/k/v arrive as [b, l, heads·d].
 """
+from einops import rearrange
+
 from ..attention import text_cross_attention
 from .base import Family, ModelInfo, TextLayout, count_real
 
@@ -74,12 +76,11 @@ class Wan(Family):
             raise ValueError(f"the text attention has {q.shape[1]} query tokens but the latent's token grid has "
                              f"{n_video}: this model adds tokens to the video sequence, which Focal Guidance does "
                              "not support")
-        b, _, inner = q.shape
-        qh, kh, vh = (t.view(b, -1, heads, inner // heads).transpose(1, 2) for t in (q, k, v))
+        qh, kh, vh = (rearrange(t, "b n (h d) -> b h n d", h=heads) for t in (q, k, v))
         key_mask = None if mask is None else mask.float()
         out, recorded = text_cross_attention(qh, kh, vh, edits, key_mask=key_mask, need_output=need_output)
         if out is not None:
-            out = out.transpose(1, 2).reshape(b, out.shape[2], inner)
+            out = rearrange(out, "b h n d -> b n (h d)")
         return out, recorded
 
     def block_states(self, args: dict, out: dict, row: int, n_video: int, text: TextLayout):

@@ -266,7 +266,8 @@ class TestCombinedScore:
     def test_known_values(self):
         sim = torch.tensor([1.0, 2.0, 3.0, 4.0])
         mor = torch.tensor([0.8, 0.2, 0.4, 0.6])
-        z = lambda v: (v - v.mean()) / v.std(unbiased=False)
+        def z(v):
+            return (v - v.mean()) / v.std(unbiased=False)
         torch.testing.assert_close(combined_score(sim, mor), ((z(sim) + z(mor)) / 2).double())
 
     def test_scale_free_and_sign_safe(self):

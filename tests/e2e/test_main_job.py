@@ -43,7 +43,8 @@ def _defaults(node_class):
 
 
 def test_graph_is_the_probe_workflow_at_the_shipped_defaults(ran):
-    from focal_guidance.nodes.probe import SemanticLayerProbe, SemanticLayerReport
+    from focal_guidance.nodes.probe import SemanticLayerProbe
+    from focal_guidance.nodes.report import SemanticLayerReport
     from focal_guidance.nodes.transfer import FocalAttentionTransfer
     out, _ = ran
     graph = json.loads((out / "graphs" / "test00.json").read_text())

@@ -8,7 +8,7 @@ import comfy.sd
 
 import make_tiny_models as tiny
 from comfy_host import COMFY_DIR
-from focal_guidance.nodes.probe import SemanticLayerReport
+from focal_guidance.nodes.report import SemanticLayerReport
 
 FILES = {
     "wan_i2v": tiny.WAN_I2V,

@@ -124,7 +124,7 @@ def test_mask_modes(parts):
 
 def test_fallback_mode_is_a_uniform_placeholder_with_spans(parts):
     anchor, union, _ = run(parts, mode="model attention (fallback)", clip_vision=None, clip=None).args
-    assert torch.all(anchor.masks == 0.5) and torch.all(union == 0.5)
+    assert torch.all(anchor.masks == 0.5) and torch.all(union == 0.5) and anchor.regions_from_attention
     assert all(anchor.token_spans)
 
 
@@ -133,7 +133,10 @@ def test_fallback_mode_is_a_uniform_placeholder_with_spans(parts):
     (dict(mask=torch.zeros(1, 60, 104)), "MASK input is all zero"),
     (dict(mask=torch.ones(1, 1, 60, 104)), "MASK has shape (1, 1, 60, 104)"),
     (dict(mask=torch.ones(1, 60, 104).index_fill_(1, torch.tensor([3]), float("nan"))), "NaN or infinite"),
-    (dict(threshold=float("nan")), "threshold is nan; give a finite number"),
+    (dict(mask=torch.full((1, 60, 104), float("nan"))), "NaN or infinite"),   # not "all zero"
+    (dict(mode="foo"), "mode is 'foo', which is not one of its options"),
+    (dict(mask_combine="foo"), "mask_combine is 'foo', which is not one of its options"),
+    (dict(threshold=float("nan")), "threshold is nan. Fix: give a finite number"),
     (dict(frame_decay=float("nan")), "frame_decay is nan"),
     (dict(latent={"samples": torch.zeros(1, 16, 5, 40, 40)}), "does not match the latent"),
     (dict(clip_vision="vision_32"), "embeds into 64 dims but the CLIP_VISION model projects to 32"),
@@ -149,6 +152,12 @@ def test_clear_errors(parts, overrides, message):
         run(parts, **overrides)
     assert message in str(err.value)
     assert "Fix:" in str(err.value) or "give a finite number" in str(err.value)
+
+
+def test_a_pasted_page_is_not_echoed_whole(parts):
+    with pytest.raises(ValueError, match="Region Anchor: keyword") as err:
+        run(parts, keywords="x" * 10_000)
+    assert "(10000 characters)" in str(err.value) and len(str(err.value)) < 500
 
 
 def test_mask_of_another_aspect_warns_that_it_is_stretched(parts, caplog):
@@ -179,6 +188,7 @@ def test_penultimate_hidden_state_is_the_last_blocks_input(parts):
     model = vision.model
     with torch.no_grad():
         hidden = out["penultimate_hidden_states"].clone()
-        x = model.vision_model.encoder.layers[-1](hidden, None, optimized_attention_for_device(hidden.device, small_input=True))
+        attention = optimized_attention_for_device(hidden.device, small_input=True)
+        x = model.vision_model.encoder.layers[-1](hidden, None, attention)
         pooled = model.visual_projection(model.vision_model.post_layernorm(x[:, 0]))
     torch.testing.assert_close(pooled, out["image_embeds"])

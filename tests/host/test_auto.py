@@ -101,7 +101,8 @@ def test_each_expert_picks_its_own_blocks(caplog):
 def test_auto_with_a_fallback_anchor_and_a_separate_probe(tiny_models):
     from focal_guidance.focal_core.anchors import RegionAnchor
     model = _host.load(tiny_models, "wan_i2v")
-    placeholder = RegionAnchor(("cat",), torch.full((1, 4, 6), 0.5), ((1, 2),), prompt_tokens=_host.TEXT_TOKENS)
+    placeholder = RegionAnchor(("cat",), torch.full((1, 4, 6), 0.5), ((1, 2),), prompt_tokens=_host.TEXT_TOKENS,
+                               regions_from_attention=True)
     probed, handle = probe(model)
     rules = {"auto_exclude_ends": 1, "auto_kappa": 0.0}
     cache_only = _host.sample(transfer(probed, weak="auto", sources="auto", **rules), "wan_i2v", steps=4)

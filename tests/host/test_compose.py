@@ -14,7 +14,7 @@ import _host
 import make_tiny_models as tiny
 from _host import probe, transfer
 from focal_guidance.focal_core.anchors import RegionAnchor
-from focal_guidance.nodes.probe import SemanticLayerReport
+from focal_guidance.nodes.report import SemanticLayerReport
 
 def report_json(handle, latent):
     return json.loads(SemanticLayerReport.execute(handle, {"samples": latent}, "attention", 2.0, 2, 1,
@@ -103,7 +103,7 @@ def test_fallback_anchor_with_shallower_sources_applies_its_bias(family, weak, s
     """The templates' layout before auto mode (sources shallower than the weak blocks, Wan 40 and
     HunyuanVideo 20+40 blocks) with a fallback anchor: the bias acts."""
     model = _model_with_blocks(family, int(weak.split("-")[1]) + 2)
-    placeholder = RegionAnchor(("cat", "ball"), torch.full((2, 4, 6), 0.5), ((0,), (2, 3)),
+    placeholder = RegionAnchor(("cat", "ball"), torch.full((2, 4, 6), 0.5), ((0,), (2, 3)), regions_from_attention=True,
                                prompt_tokens=_host.TEXT_TOKENS)
     cache_only = transfer(model, weak=weak, sources=sources, alpha=0.3)
     with_anchor = transfer(model, weak=weak, sources=sources, alpha=0.3, beta=1.0, gamma=0.5, anchor=placeholder)
@@ -118,7 +118,8 @@ def test_window_outside_the_sampled_steps_warns_and_sampled_steps_acts(tiny_mode
     base = _host.sample(model, "wan22_i2v", **second_half)
     idle = _host.sample(transfer(model, weak="2", sources="1", end=0.5), "wan22_i2v", **second_half)
     assert torch.equal(idle, base)
-    assert "Focal Attention Transfer: the window 0-0.5 (whole schedule) holds none of the 3 sampled steps" in caplog.text
+    assert ("Focal Attention Transfer: the window 0-0.5 (whole schedule) holds none of the 3 sampled steps"
+            in caplog.text)
     caplog.clear()
     acting = transfer(model, weak="2", sources="1", end=0.5, window_of="sampled steps")
     assert not torch.equal(_host.sample(acting, "wan22_i2v", **second_half), base)

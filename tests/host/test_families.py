@@ -16,8 +16,8 @@ from focal_guidance.focal_core.anchors import RegionAnchor
 from focal_guidance.focal_core.attention import TextEdit
 from focal_guidance.focal_core.families import ModelInfo, UnsupportedModelError, family_for
 from focal_guidance.focal_core.probe import ProbeSettings, SemanticProbe
-from focal_guidance.focal_core.strategy import Handler
-from focal_guidance.nodes._inputs import model_layout
+from focal_guidance.focal_core.handler import Handler
+from focal_guidance.nodes._inputs import model_family
 from focal_guidance.nodes.dispatch import install
 
 T = _host.TEXT_TOKENS
@@ -62,7 +62,7 @@ class AllColumns(Handler):
     def edit_for(self, state, call):
         return TextEdit(record_columns=slice(None)) if call.branch == 0 else None
 
-    def after(self, state, call, recorded):
+    def on_probabilities(self, state, call, recorded):
         state.maps[call.step] = recorded[0]
         self.last = state
 
@@ -76,14 +76,14 @@ class LastRunProbe(SemanticProbe):
 
 
 def probed(model, steps, anchor=None):
-    handler = LastRunProbe(ProbeSettings(steps=steps, start_percent=0.0, end_percent=1.0, anchor=anchor), 6)
-    return install(model, model_layout(model, "test"), handler), handler
+    handler = LastRunProbe(ProbeSettings(steps=steps, start=0.0, end=1.0, anchor=anchor), 6)
+    return install(model, model_family(model, "test"), handler), handler
 
 
 def test_each_family_is_detected_with_its_blocks(family_model):
     family, model = family_model
     config, variant, _, _ = LAYOUTS[family]
-    layout = model_layout(model, "test")
+    layout = model_family(model, "test")
     assert type(model.model.model_config).__name__ == config
     assert layout.variant == f"{variant} ({config})" and layout.num_blocks == 6
 
@@ -93,7 +93,7 @@ def test_recording_is_bit_identical_and_reads_the_familys_prompt_columns(family_
     _, _, keys, prompt = LAYOUTS[family]
     spy = AllColumns(3)
     patched, handler = probed(model, steps=3)
-    patched = install(patched, model_layout(model, "test"), spy)
+    patched = install(patched, model_family(model, "test"), spy)
     assert torch.equal(_host.sample(model, family), _host.sample(patched, family))
     recording = handler.last
     assert recording.grid == (2, 4, 6) and len(recording.maps["hidden"]) == 3 * 6
@@ -160,7 +160,7 @@ def test_only_the_chosen_block_changes(family_model):
     def recorded(patch):
         """Every block's outputs, recorded by block replaces that Focal Guidance chains to."""
         seen, m = {}, model.clone()
-        for flat, key in enumerate(model_layout(model, "test").block_keys):
+        for flat, key in enumerate(model_family(model, "test").block_keys):
             def record(args, extra, flat=flat):
                 out = extra["original_block"](args)
                 seen.setdefault(flat, []).append(out["img"].clone())
@@ -181,7 +181,7 @@ def test_hunyuan15_anchor_columns_follow_the_siglip_and_glyph_tokens(tiny_models
                           family="HunyuanVideo 1.5", tokenizer="qwen25_7b")
     spy = AllColumns(2)
     patched, handler = probed(model, steps=1, anchor=anchor)
-    _host.sample(install(patched, model_layout(model, "test"), spy), "hunyuan15_i2v", steps=2)
+    _host.sample(install(patched, model_family(model, "test"), spy), "hunyuan15_i2v", steps=2)
     step = handler.last.steps[0]
     full = spy.last.maps[step]
     lead = _host.SIGLIP_TOKENS + _host.GLYPH_TOKENS
@@ -239,7 +239,7 @@ def test_phantom_reference_frames_are_refused_when_sampling(tiny_models):
 def test_an_anchor_of_another_family_is_refused_naming_both(tiny_models, family, anchor_family, tokenizer):
     model = _host.load(tiny_models, family)
     anchor = RegionAnchor(("cat",), torch.ones(1, 4, 6), ((1,),), family=anchor_family, tokenizer=tokenizer)
-    own = model_layout(model, "test")
+    own = model_family(model, "test")
     expected = (rf"the anchor was built for {anchor_family} \(tokenizer {tokenizer}\) but the model is "
                 rf".*{own.name} tokens \(tokenizer {own.tokenizer}\)")
     with pytest.raises(ValueError, match="Focal Attention Transfer: " + expected):

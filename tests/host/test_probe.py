@@ -48,20 +48,20 @@ def test_recording_is_bit_identical_and_complete(tiny_models, family):
 
 
 def test_each_steps_maps_reach_the_cpu_in_one_copy_with_the_values_the_blocks_gave(tiny_models, monkeypatch):
-    from focal_guidance.focal_core.probe import ProbeState
+    from focal_guidance.focal_core.recorder import AttentionRecorder
     given, copies = {}, []
-    keep, move = ProbeState.keep, ProbeState.move_to_cpu
+    keep, move = AttentionRecorder.keep, AttentionRecorder.flush
 
-    def spy_keep(state, metric, step, block, response):
+    def spy_keep(recorder, metric, step, block, response):
         given[(metric, step, block)] = response.detach().clone()
-        keep(state, metric, step, block, response)
+        keep(recorder, metric, step, block, response)
 
-    def spy_move(state):
-        if state.pending:
-            copies.append(sorted({key for _, key, _ in state.pending}))
-        move(state)
-    monkeypatch.setattr(ProbeState, "keep", spy_keep)
-    monkeypatch.setattr(ProbeState, "move_to_cpu", spy_move)
+    def spy_move(recorder):
+        if recorder.held:
+            copies.append(sorted({(held.step, held.block) for held in recorder.held}))
+        move(recorder)
+    monkeypatch.setattr(AttentionRecorder, "keep", spy_keep)
+    monkeypatch.setattr(AttentionRecorder, "flush", spy_move)
     model = _host.load(tiny_models, "wan_i2v")
     patched, handle = probe(model, steps=3)
     _host.sample(patched, "wan_i2v", steps=4)

@@ -156,18 +156,18 @@ class SpyTransfer(AttentionTransfer):
         edit = super().edit_for(state, call)
         if edit is not None:
             edit.record_columns = slice(None)  # also at alpha 0, to compare maps
-            if call.block in self.settings.weak_blocks:
+            if call.block in self.settings.weak:
                 self.edited_sigmas.append(call.sigma)
                 self.edited_branches.append(call.branch)
                 self.blended_sources.append(edit.source)
         return edit
 
-    def after(self, state, call, recorded):
-        if call.block in self.settings.weak_blocks:
+    def on_probabilities(self, state, call, recorded):
+        if call.block in self.settings.weak:
             self.weak_maps.append(recorded[0])
         else:
             self.source_maps.append(recorded[0])
-        super().after(state, call, recorded)
+        super().on_probabilities(state, call, recorded)
 
 
 def settings_for(model, weak=(2,), sources=(1,), alpha=0.5, start=0.0, end=1.0, branches=frozenset({0}), **kw):
@@ -176,9 +176,9 @@ def settings_for(model, weak=(2,), sources=(1,), alpha=0.5, start=0.0, end=1.0, 
 
 
 def spy_install(model, settings):
-    from focal_guidance.nodes._inputs import model_layout
+    from focal_guidance.nodes._inputs import model_family
     handler = SpyTransfer(settings)
-    return install(model, model_layout(model, "spy"), handler), handler
+    return install(model, model_family(model, "spy"), handler), handler
 
 
 @pytest.mark.parametrize("sampler", ["euler", "heun", "dpm_2"])
@@ -287,7 +287,8 @@ def test_errors_name_the_node_and_the_fix(tiny_models):
     for name, bad in (("alpha", {"alpha": float("nan")}), ("beta", {"beta": float("nan")}),
                       ("gamma", {"gamma": float("inf")}), ("start_percent", {"start": float("nan")}),
                       ("end_percent", {"end": float("nan")})):
-        with pytest.raises(ValueError, match=f"Focal Attention Transfer: {name} is (nan|inf); give a finite number"):
+        with pytest.raises(ValueError, match=f"Focal Attention Transfer: {name} is (nan|inf). Fix: give a finite "
+                                             "number"):
             transfer(model, **bad)
     with pytest.raises(ValueError, match="both weak and source"):
         transfer(model, weak="2", sources="2")
@@ -354,7 +355,7 @@ def test_attention_fallback_anchor_is_refined_from_source_blocks(tiny_models, fa
     """A 'model attention (fallback)' anchor is refined as soon as every source has recorded once:
     in the same step when all sources are shallower than the weak block, else in the next step."""
     model = _host.load(tiny_models, family)
-    placeholder = RegionAnchor(("cat", "ball"), torch.full((2, 4, 6), 0.5), ((0,), (2, 3)),
+    placeholder = RegionAnchor(("cat", "ball"), torch.full((2, 4, 6), 0.5), ((0,), (2, 3)), regions_from_attention=True,
                                prompt_tokens=_host.TEXT_TOKENS)
     settings = TransferSettings(**{**settings_for(model, weak=(3,), sources=sources, alpha=0.0,
                                                   anchor=placeholder).__dict__, "beta": 2.0, "gamma": 1.0})
@@ -381,7 +382,7 @@ def test_attention_fallback_anchor_is_refined_from_source_blocks(tiny_models, fa
 
 def test_attention_fallback_needs_source_blocks(tiny_models):
     model = _host.load(tiny_models, "wan_i2v")
-    placeholder = RegionAnchor(("cat",), torch.full((1, 4, 6), 0.5), ((0,),))
+    placeholder = RegionAnchor(("cat",), torch.full((1, 4, 6), 0.5), ((0,),), regions_from_attention=True)
     with pytest.raises(ValueError, match="Focal Attention Transfer: the anchor comes from Region Anchor's "
                                          "'model attention \\(fallback\\)' mode"):
         transfer(model, sources="", anchor=placeholder, beta=1.0)

@@ -1,4 +1,4 @@
-// Canvas view of "Semantic Layer Report" (nodes/probe.py). Python computes every number and sends it as
+// Canvas view of "Semantic Layer Report" (nodes/report.py). Python computes every number and sends it as
 // ui.focal_probe[0], with the report's palette (nodes/plots.py); this file only draws it: per-block curves,
 // one heatmap tile per block, and a detail view of the selected block (click a block in the curve or a tile).
 // The selected block is kept in the node's properties, so it is saved with the workflow.

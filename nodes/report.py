@@ -1,0 +1,110 @@
+"""Node "Semantic Layer Report": per-block curves, heatmaps and block sets, after sampling."""
+from dataclasses import asdict
+import json
+
+import comfy.utils
+import torch
+from comfy_api.latest import io
+
+from ..focal_core.blocks import format_block_list
+from ..focal_core import errors
+from ..focal_core.errors import FocalError
+from ..focal_core.recorder import METRICS
+from ..focal_core.report import analyse
+from . import _inputs, _voice
+from ._types import Probe
+from .plots import PALETTE, curve_image, heatmap_grid
+
+NODE = "Semantic Layer Report"
+ADJACENCY = ("rook", "queen")
+HEATMAP_MAX_SIDE = 48  # heatmaps sent to the canvas are pooled to at most this many tokens a side
+
+
+class SemanticLayerReport(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="FocalSemanticLayerReport",
+            display_name=NODE,
+            category=_inputs.CATEGORY,
+            description="Per-block similarity and Moran's I curves, heatmaps, and the Semantic-Weak and "
+                        "responsive block sets for Focal Attention Transfer.",
+            is_output_node=True,
+            inputs=[
+                Probe.Input("probe", tooltip="From Semantic Layer Probe."),
+                io.Latent.Input("latent", tooltip="The sampler's output, so the report runs after sampling."),
+                io.Combo.Input("metric", options=list(METRICS), default="attention",
+                               tooltip="'attention': text-attention mass per video token; 'hidden': cosine "
+                                       "of block output and pooled prompt."),
+                io.Float.Input("kappa", default=2.0, min=0.0, max=10.0, step=0.1,
+                               tooltip="A block is weak when its score is more than kappa robust sigmas "
+                                       "below the depth trend. Lower finds more."),
+                io.Int.Input("top_r", default=2, min=1, max=16,
+                             tooltip="How many responsive (source) blocks to output."),
+                io.Int.Input("exclude_ends", default=2, min=0, max=16,
+                             tooltip="Blocks at each end that are never weak or responsive."),
+                io.Combo.Input("adjacency", options=list(ADJACENCY), default=ADJACENCY[0],
+                               tooltip="Moran's I neighbours: 4 (rook) or 8 (queen) per token."),
+                io.Int.Input("frame", default=0, min=0, max=1000,
+                             tooltip="Latent frame shown in the heatmaps (0 = reference frame)."),
+            ],
+            outputs=[
+                io.Image.Output(display_name="curve", tooltip="Similarity and Moran's I against block index."),
+                io.Image.Output(display_name="heatmaps", tooltip="Each block's response map for the frame."),
+                io.String.Output(display_name="weak_blocks", tooltip="Semantic-Weak blocks, e.g. '12-14, 20'."),
+                io.String.Output(display_name="responsive_blocks", tooltip="Responsive blocks (cache sources)."),
+                io.String.Output(display_name="json", tooltip="All curves and sets as JSON."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, probe, latent, metric, kappa, top_r, exclude_ends, adjacency, frame) -> io.NodeOutput:
+        metric = _inputs.choice(NODE, "metric", metric, list(METRICS))
+        adjacency = _inputs.choice(NODE, "adjacency", adjacency, list(ADJACENCY))
+        _inputs.check_finite(NODE, kappa=kappa)
+        samples = latent["samples"]
+        num_blocks = probe.family.num_blocks
+        bar = comfy.utils.ProgressBar(num_blocks)
+        try:
+            recording = probe.recordings.recording_for(samples, probe.family.token_grid(samples.shape))
+            report = analyse(recording, num_blocks, metric, kappa, top_r, exclude_ends, adjacency,
+                             progress=lambda done, total: bar.update_absolute(done, total))
+        except FocalError as err:
+            raise ValueError(_report_error(err, probe.empty_hint)) from None
+        frames = recording.grid[0]
+        if frame >= frames:
+            _voice.fail(NODE, f"frame {frame} does not exist; the latent has {frames} frames",
+                        f"set frame between 0 and {frames - 1}")
+        maps = _block_maps(recording.maps[metric], recording.steps, num_blocks, frame)
+        labels = [f"{b}{' W' if b in report.weak else ' R' if b in report.responsive else ''}"
+                  for b in range(len(maps))]
+        curve, grid = curve_image(report), heatmap_grid(maps, labels)
+        data = {**asdict(report), "family": probe.family.variant, "grid": list(recording.grid),
+                "weak_blocks": format_block_list(report.weak),
+                "responsive_blocks": format_block_list(report.responsive)}
+        # The canvas view draws this panel; the PNGs are outputs to save, never previews drawn on the node.
+        panel = {**data, "frame": frame, "heatmaps": [_pooled(m).tolist() for m in maps], "palette": PALETTE}
+        return io.NodeOutput(curve, grid, data["weak_blocks"], data["responsive_blocks"], json.dumps(data),
+                             ui={"focal_probe": [panel]})
+
+
+def _report_error(err: FocalError, empty_hint: str) -> str:
+    if isinstance(err, errors.NothingRecorded):
+        return _voice.say(NODE, str(err), empty_hint)
+    if isinstance(err, errors.LatentNotRecorded):
+        return _voice.say(NODE, str(err).replace("this latent", "this LATENT", 1),
+                          "connect the LATENT of the sampler that uses the probed MODEL, with no node in between, "
+                          "or give each sampler its own probe")
+    return _voice.run_error(NODE, err)
+
+
+def _block_maps(maps, steps, num_blocks, frame):
+    """Mean over the recorded steps of each block's [h, w] map at ``frame``."""
+    return [torch.stack([maps[(s, b)][frame] for s in steps if (s, b) in maps]).mean(0) for b in range(num_blocks)]
+
+
+def _pooled(m: torch.Tensor) -> torch.Tensor:
+    h, w = m.shape
+    factor = max(1, -(-max(h, w) // HEATMAP_MAX_SIDE))
+    pooled = torch.nn.functional.avg_pool2d(m[None, None], factor, ceil_mode=True)[0, 0] if factor > 1 else m
+    return pooled.mul(1e4).round().div(1e4)
