@@ -36,13 +36,17 @@ AB = {
     "hunyuan_video_i2v_focal_guidance": ("hunyuan_video_i2v_focal_guidance_ab", 19, 24, 27,
                                          "video/focal_guidance_hunyuan_ab", "HunyuanVideo I2V"),
 }
-AB_NOTE = """## A/B: the same seed without and with Focal Guidance
-
-This is the {heading} template with a **baseline pass**: the same sampler settings, seed (`fixed`), prompt and start image, sampled from the model *before* Focal Attention Transfer. The saved video shows both side by side (stock *Image Stitch*): **left without, right with Focal Guidance**. Judge prompt-following there; the pack has not been measured on real {heading} weights.
-
-The *Semantic Layer Report* reads the transfer's `auto_report`: the curve behind auto mode's block picks, and each block's map. Its `kappa`, `top_r` and `exclude_ends` match the transfer's `auto_*` rules, so it names the same blocks. The run takes about twice as long as the plain template (two passes).
-
-"""
+AB_NOTE = (
+    "## A/B: the same seed without and with Focal Guidance\n\n"
+    "This is the {heading} template with a **baseline pass**: the same sampler settings, seed (`fixed`), "
+    "prompt and start image, sampled from the model *before* Focal Attention Transfer. The saved video shows "
+    "both side by side (stock *Image Stitch*): **left without, right with Focal Guidance**. Judge "
+    "prompt-following there; the pack has not been measured on real {heading} weights.\n\n"
+    "The *Semantic Layer Report* reads the transfer's `auto_report`: the curve behind auto mode's block "
+    "picks, and each block's map. Its `kappa`, `top_r` and `exclude_ends` match the transfer's `auto_*` "
+    "rules, so it names the same blocks. The run takes about twice as long as the plain template (two "
+    "passes).\n\n"
+)
 
 
 def _links_by_id(wf):
@@ -153,7 +157,8 @@ def derive(base_name):
     _add_link(wf, transfer, 1, report, 0, "FOCAL_PROBE")
     _add_link(wf, nodes[latent_of], 0, report, 1, "LATENT")
 
-    wf["groups"].append({"id": max(g["id"] for g in wf["groups"]) + 1, "title": "Baseline: same seed, no Focal Guidance",
+    wf["groups"].append({"id": max(g["id"] for g in wf["groups"]) + 1,
+                         "title": "Baseline: same seed, no Focal Guidance",
                          "bounding": [x0, y0 + shift, width, height], "color": "#3f789e", "font_size": 24, "flags": {}})
     wf["groups"].append({"id": max(g["id"] for g in wf["groups"]) + 1, "title": "Report",
                          "bounding": [x0 + width + 50, y0, REPORT_SIZE[0] + 30, REPORT_SIZE[1] + 100],

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The README's test command: set up each host (idempotent), install test-only dependencies and the
-# headless browser, then run the host-free core suite (tests/core) in a venv with no host, and the
-# whole suite against each real host in turn:
+# headless browser, then run the host-free core suite (tests/core) in a venv with no host, ruff, and
+# the whole suite against each real host in turn:
 #   - ComfyUI 0.3.75 in .host with .venv, as users get it (scripts/setup_host.sh);
 #   - ComfyUI 0.12.1 and 0.33.0 in .host-VERSION with .venv-VERSION, from ../shared/hosts/comfyui-VERSION.tar.gz
 #     beside the clone. Without such a file that host is skipped with a note, unless
@@ -56,7 +56,15 @@ run_suite() {
   fi
 }
 
+# Lint with the pinned ruff (pyproject.toml [tool.ruff]), in the core venv.
+run_lint() {
+  echo "run_tests: ===== lint (ruff) ====="
+  .venv-core/bin/python -m pip install --quiet --disable-pip-version-check "$(grep -m1 -E '^ruff==' requirements-test.txt)"
+  if .venv-core/bin/python -m ruff check .; then passed+=("lint"); else failed+=("lint"); fi
+}
+
 run_core
+run_lint
 run_suite "ComfyUI 0.3.75" .host .venv
 for version in "${NEWER_CORES[@]}"; do
   tarball="$PACK_DIR/../shared/hosts/comfyui-$version.tar.gz"

@@ -124,7 +124,8 @@ SETTLED = f"""() => {{
     app.canvas.setDirty(true, true);
     if (!node.widgets.every(w => (w.y ?? 0) + (w.computedHeight ?? 0) <= node.size[1] + 1)) return false;
     const page = app.canvas.canvas.getBoundingClientRect(), r = c.getBoundingClientRect();
-    const left = page.left + (node.pos[0] + ds.offset[0]) * ds.scale, top = page.top + (node.pos[1] + ds.offset[1]) * ds.scale;
+    const left = page.left + (node.pos[0] + ds.offset[0]) * ds.scale;
+    const top = page.top + (node.pos[1] + ds.offset[1]) * ds.scale;
     return r.left >= left - 1 && r.right <= left + node.size[0] * ds.scale + 1
         && r.top >= top - 1 && r.bottom <= top + node.size[1] * ds.scale + 1;
 }}"""

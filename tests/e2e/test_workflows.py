@@ -36,7 +36,8 @@ What the executed variants substitute, and why (the validated files themselves a
   4 steps (KSamplerAdvanced ranges scaled: 0-2 / 2-4).
 - **Blocks**: a transfer whose ``auto_report`` feeds a Report (the A/B workflows) stays in auto mode with the
   Report's tiny-model rules (TINY_REPORT). Otherwise the templates' weak/source starting points (for 40 or
-  60 blocks) are out of range on the 6-block tiny models, so they become 2-3 / 1 (Wan) and 3-4 / 1 (HunyuanVideo: 2 double + 4 single);
+  60 blocks) are out of range on the 6-block tiny models, so they become 2-3 / 1 (Wan) and 3-4 / 1
+  (HunyuanVideo: 2 double + 4 single);
   in the probe workflow they come from the report, whose kappa/exclude_ends/top_r are set for 6 blocks
   (TINY_REPORT).
 - **The official Wan2.2 template** names the fp8 checkpoints and the lightx2v LoRAs: the models folder
@@ -235,7 +236,8 @@ def test_template_is_ui_format_with_notes(name):
     files = {v for n in wf["nodes"] for v in n["widgets_values"] if isinstance(v, str) and v.endswith(".safetensors")}
     assert files == STOCK_FILES[name]
     for sampler in nodes_of(wf, "KSampler") + nodes_of(wf, "KSamplerAdvanced") + nodes_of(wf, "RandomNoise"):
-        assert "fixed" in sampler["widgets_values"], "seeds ship fixed, so bypassing Focal Guidance compares like with like"
+        assert "fixed" in sampler["widgets_values"], \
+            "seeds ship fixed, so bypassing Focal Guidance compares like with like"
 
 
 @pytest.mark.parametrize("name", [w for w in WORKFLOWS if w != "focal_guidance_probe"])
@@ -452,7 +454,8 @@ def test_template_runs_end_to_end(name, workflow_server, object_info, artifacts_
     assert not set(re.findall(r"\d+", panel["weak_blocks"])) & set(re.findall(r"\d+", panel["responsive_blocks"]))
     from PIL import Image
     for slot, prefix in ((0, "curve"), (1, "heatmaps")):
-        (saver,) = [k for k, n in api.items() if n["class_type"] == "SaveImage" and n["inputs"]["images"] == [report, slot]]
+        (saver,) = [k for k, n in api.items()
+                    if n["class_type"] == "SaveImage" and n["inputs"]["images"] == [report, slot]]
         (path,) = paths[saver]
         assert path.name.startswith(prefix)
         with Image.open(path) as img:
@@ -599,7 +602,8 @@ def frontend(workflow_server):
         try:
             page = browser.new_page(viewport=VIEWPORT, device_scale_factor=1)
             local = workflow_server.url
-            page.route("**/*", lambda route: route.continue_() if route.request.url.startswith(local) else route.abort())
+            page.route("**/*",
+                       lambda route: route.continue_() if route.request.url.startswith(local) else route.abort())
             page.problems = []
             page.on("pageerror", lambda err: page.problems.append(f"pageerror: {err}"))
             page.goto(local + "/", wait_until="domcontentloaded")
@@ -704,7 +708,8 @@ SHOW_GROUPS = """async ([url, name, titles, margins]) => {
     await new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)));
     const missing = app.graph._nodes.filter(n => !window.LiteGraph.registered_node_types[n.type]).map(n => n.type);
     const pad = 12;
-    return {clip: {x: canvas.left + l - pad, y: canvas.top + t - pad, width: Math.ceil((right - left) * ds.scale + 2 * pad),
+    return {clip: {x: canvas.left + l - pad, y: canvas.top + t - pad,
+                   width: Math.ceil((right - left) * ds.scale + 2 * pad),
                    height: Math.ceil((bottom - top) * ds.scale + 2 * pad)},
             nodes: app.graph._nodes.length, missing};
 }"""
@@ -748,7 +753,8 @@ def test_frontend_converts_the_subgraph_template_as_comfy_cli_does(frontend, obj
 # ---- the test fixture's own edits ------------------------------------------------------------
 def test_substitute_standins_and_shrink():
     api = {
-        "1": {"class_type": "CLIPLoader", "inputs": {"clip_name": "umt5.safetensors", "type": "wan", "device": "default"}},
+        "1": {"class_type": "CLIPLoader",
+              "inputs": {"clip_name": "umt5.safetensors", "type": "wan", "device": "default"}},
         "2": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 0], "text": ["9", 0]}},
         "3": {"class_type": "CLIPVisionLoader", "inputs": {"clip_name": "v.safetensors"}},
         "4": {"class_type": "CLIPVisionEncode", "inputs": {"clip_vision": ["3", 0], "image": ["5", 0], "crop": "none"}},

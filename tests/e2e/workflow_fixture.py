@@ -90,7 +90,8 @@ def substitute_standins(api, clip_standin=None):
             notes.append(f"{nid} {kind} removed (unused after substitution)")
         elif kind in CLIP_LOADERS and clip_standin:
             family = clip_family(api, nid)
-            api[nid] = {"class_type": clip_standin, "inputs": {"family": family}, "_meta": {"title": _title(node, kind)}}
+            api[nid] = {"class_type": clip_standin, "inputs": {"family": family},
+                        "_meta": {"title": _title(node, kind)}}
             notes.append(f"{nid} {kind} -> {clip_standin} ({family}) for {users}")
         else:
             raise ValueError(f"node {nid} {kind} is still used by {users} after substitution and has no stand-in")
