@@ -23,7 +23,8 @@ UPDATE = bool(os.environ.get("FOCAL_UPDATE_PICTURES"))
 INPUTS = {
     "workflow_ab_on_canvas.png": ["example_workflows/wan2.1_i2v_480p_focal_guidance_ab.json",
                                   "web/js/probe_report.js", "web/js/warnings.js"],
-    "report_on_canvas.png": ["web/js/probe_report.js", "nodes/probe.py", "nodes/plots.py", "focal_core/probe.py",
+    "report_on_canvas.png": ["web/js/probe_report.js", "nodes/probe.py", "nodes/report.py", "nodes/plots.py",
+                             "focal_core/probe.py", "focal_core/recorder.py", "focal_core/report.py",
                              "focal_core/metrics.py", "scripts/make_tiny_models.py",
                              "tests/standin_nodes/__init__.py"],
 }
