@@ -3,7 +3,9 @@
 The first Focal Guidance node on a model's chain installs, in its clone, three host hooks, each
 chained to whatever was there before:
 - a ``patches_replace["dit"]`` marker per touched block, which tags ``transformer_options`` with
-  the flat block index (ComfyUI 0.3.75 Wan does not set ``block_index`` itself);
+  the flat block index (ComfyUI 0.3.75 Wan does not set ``block_index`` itself), and marks a pass
+  whose block patches another patch changed for that pass only (Skip Layer Guidance's
+  layer-skipped pass): it is guided but records nothing (``FocalRun.is_foreign_pass``);
 - one ``optimized_attention_override`` that routes each CFG chunk of a tagged block's text
   attention (the call the model's family recognises by its key count): chunks that no handler
   changes keep the host kernel (and any earlier override), called with a ``cond_or_uncond`` that
@@ -40,6 +42,7 @@ from .notify import warn
 PLAN = "focal_guidance"            # transformer_options key of the model's FocalPlan
 RUN = "focal_guidance_run"         # key in the sampler's per-run options: the live FocalRun
 BLOCK = "focal_guidance_block"     # key the marker sets for the running block: its flat index
+FOREIGN = "focal_guidance_foreign"  # key the marker sets in a pass that another patch changed (see FocalRun)
 
 
 @dataclass(frozen=True)
@@ -79,8 +82,21 @@ class FocalRun:
     ctx: RunContext
     runs: list[HandlerRun] = field(default_factory=list)
     warned: set[tuple[str, int]] = field(default_factory=set)
+    block_patches: dict = field(default_factory=dict)   # the run's own ``patches_replace["dit"]``
     _sigmas: torch.Tensor | None = None
     _sigma_step: tuple[float, int] = (0.0, 0)
+    _patches_seen: dict | None = None
+    _foreign: bool = False
+
+    def is_foreign_pass(self, options: dict) -> bool:
+        """Whether this model call's block patches differ from the run's: another patch replaced or
+        skipped blocks for this pass only, as Skip Layer Guidance does for its extra layer-skipped pass.
+        Such a pass is guided like the others but records nothing, so it can neither overwrite the
+        cache nor publish probe or auto-mode maps. Compared once per patch dict, not per block."""
+        patches = options.get("patches_replace", {}).get("dit", {})
+        if patches is not self._patches_seen:
+            self._patches_seen, self._foreign = patches, patches != self.block_patches
+        return self._foreign
 
     def sigma_step(self, sigmas: torch.Tensor) -> tuple[float, int]:
         """(sigma, step) of a model call; one host sync per model call, not one per block."""
@@ -132,7 +148,7 @@ def _outer_sample(executor, *args, **kwargs):
     ctx = RunContext(grid=grid, sample_sigmas=sigmas.detach().cpu(), batch=noise.shape[0], cfg=float(guider.cfg),
                      text=text, family=family,
                      percent_to_sigma=guider.model_patcher.get_model_object("model_sampling").percent_to_sigma)
-    run, output = FocalRun(plan, ctx), None
+    run, output = FocalRun(plan, ctx, block_patches=dict(options.get("patches_replace", {}).get("dit", {}))), None
     try:
         for installed in plan.handlers:
             told = functools.partial(_voice.tell, installed.node, node_id=installed.node_id)
@@ -154,10 +170,11 @@ def _marker(block: int, previous):
     def marker(args, extra):
         options = args["transformer_options"]
         run = options.get(RUN)
+        foreign = run is not None and run.is_foreign_pass(options)
         if run is not None:
-            args = {**args, "transformer_options": {**options, BLOCK: block}}
+            args = {**args, "transformer_options": {**options, BLOCK: block, FOREIGN: foreign}}
         out = previous(args, extra) if previous is not None else extra["original_block"](args)
-        if run is not None:
+        if run is not None and not foreign:
             _observe_block(run, block, args, out)
         return out
     return marker
@@ -230,13 +247,16 @@ class _Chunk:
     computed: bool = False
 
 
-def _edits_for(run: FocalRun, call: TextCall) -> list[_HandlerEdit]:
+def _edits_for(run: FocalRun, call: TextCall, foreign: bool) -> list[_HandlerEdit]:
+    """The handlers' edits of one chunk; in a foreign pass (FocalRun.is_foreign_pass) without recordings."""
     edits = []
     for handler_run in run.handlers_of(call.block):
         try:
             edit = handler_run.handler.edit_for(handler_run.state, call)
         except FocalError as err:
             raise ValueError(_voice.run_error(handler_run.node, err)) from None
+        if edit is not None and foreign:
+            edit = replace(edit, record_columns=None)
         if edit is not None and (edit.changes_output or edit.record_columns is not None):
             edits.append(_HandlerEdit(handler_run, edit))
     return edits
@@ -256,7 +276,8 @@ def _text_attention(run: FocalRun, block: int, func, args, kwargs, options, call
     chunks = []
     for i, branch in enumerate(branches):
         call = TextCall(block, branch, sigma, step, row=i * per_chunk)
-        chunks.append(_Chunk(slice(i * per_chunk, (i + 1) * per_chunk), call, _edits_for(run, call)))
+        chunks.append(_Chunk(slice(i * per_chunk, (i + 1) * per_chunk), call,
+                             _edits_for(run, call, options.get(FOREIGN, False))))
     if not any(chunk.edits for chunk in chunks):
         return call_previous(func, *args, **kwargs)
 

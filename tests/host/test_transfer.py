@@ -268,6 +268,46 @@ def test_chains_with_slg_and_a_previous_override(tiny_models):
     assert not torch.equal(slg_fg, with_fg) and not torch.equal(slg_fg, slg_only)
 
 
+@pytest.mark.parametrize("slg_first", [False, True], ids=["fg_then_slg", "slg_then_fg"])
+def test_skip_layer_guidance_pass_is_guided_but_records_nothing(tiny_models, slg_first):
+    """SLG's extra layer-skipped pass looks like a positive pass. It must not overwrite the cache: per
+    step the transfer receives exactly the maps it receives without SLG, and the first step's maps
+    (before SLG's guidance changes the trajectory) are the same ones."""
+    model = _host.load(tiny_models, "wan_i2v")
+    settings = settings_for(model, weak=(2,), sources=(1, 4))   # 4 is deeper: its map crosses steps
+    plain, plain_spy = spy_install(model, settings)
+    _host.sample(plain, "wan_i2v", steps=2)
+
+    def slg(m):
+        return SkipLayerGuidanceDiT.execute(m, 3.0, 0.0, 1.0, "3", "", 0.0).args[0]
+    if slg_first:
+        with_slg, slg_spy = spy_install(slg(model), settings)
+    else:
+        guided, slg_spy = spy_install(model, settings)
+        with_slg = slg(guided)
+    _host.sample(with_slg, "wan_i2v", steps=2)
+    assert len(slg_spy.source_maps) == len(plain_spy.source_maps) == 2 * 2
+    assert len(slg_spy.weak_maps) == len(plain_spy.weak_maps) == 2
+    assert len(slg_spy.blended_sources) > len(plain_spy.blended_sources), "SLG's pass is guided too"
+    for plain_map, slg_map in zip(plain_spy.source_maps[:2], slg_spy.source_maps[:2], strict=True):
+        assert torch.equal(plain_map, slg_map)
+    assert torch.equal(plain_spy.weak_maps[0], slg_spy.weak_maps[0])
+
+
+def test_skip_layer_guidance_pass_publishes_no_probe_maps(tiny_models):
+    model = _host.load(tiny_models, "wan_i2v")
+    plain, plain_handle = _host.probe(model, steps=2)
+    _host.sample(plain, "wan_i2v", steps=2)
+    patched, slg_handle = _host.probe(model, steps=2)
+    _host.sample(SkipLayerGuidanceDiT.execute(patched, 3.0, 0.0, 1.0, "3", "", 0.0).args[0], "wan_i2v", steps=2)
+    plain_maps, slg_maps = plain_handle.recordings.runs[-1].maps, slg_handle.recordings.runs[-1].maps
+    for metric in ("attention", "hidden"):
+        assert plain_maps[metric].keys() == slg_maps[metric].keys()
+        for step, block in plain_maps[metric]:
+            if step == 0:   # the trajectories part after SLG's first guided step
+                assert torch.equal(plain_maps[metric][(0, block)], slg_maps[metric][(0, block)]), (metric, block)
+
+
 def test_state_survives_clone_and_resets_per_run(tiny_models):
     model = _host.load(tiny_models, "wan_i2v")
     patched = transfer(model, weak="1", sources="4")
