@@ -84,7 +84,7 @@ class AutoPick(Handler):
         return None
 
     def on_probabilities(self, state: AutoState, call: TextCall, probabilities):
-        state.recorder.keep_mass(call.step, call.block, probabilities)
+        state.recorder.keep_mass(call.step, call.block, probabilities, call.frames)
 
     def _pick(self, state: AutoState):
         """The Report's rules on the observed steps choose the blocks for the rest of the run."""

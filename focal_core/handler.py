@@ -78,6 +78,11 @@ class RunContext:
         f, h, w = self.grid
         return f * h * w
 
+    def n_video_of(self, frames: tuple[int, ...] | None) -> int:
+        """Video tokens of a call holding these token frames (None: the whole grid)."""
+        _, h, w = self.grid
+        return self.n_video if frames is None else len(frames) * h * w
+
     @property
     def steps(self) -> int:
         return len(self.sample_sigmas) - 1
@@ -144,6 +149,8 @@ class TextCall:
     sigma: float
     step: int
     row: int = 0       # first batch row of this chunk in the block's batch
+    frames: tuple[int, ...] | None = None   # token frames of the grid its video tokens hold (a context
+    #                                         window), in order; None: the whole grid
 
 
 class Handler:

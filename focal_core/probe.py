@@ -87,11 +87,11 @@ class SemanticProbe(Handler):
         return state.recorder.edit() if state.records(call, self.settings.branch) else None
 
     def on_probabilities(self, state: ProbeState, call: TextCall, probabilities):
-        state.recorder.keep_mass(call.step, call.block, probabilities)
+        state.recorder.keep_mass(call.step, call.block, probabilities, call.frames)
 
     def on_block(self, state: ProbeState, call: TextCall, args, out, ctx: RunContext):
         if not state.records(call, self.settings.branch) or state.text is None or not state.text.real:
             return
-        hidden, text = ctx.family.block_states(args, out, call.row, ctx.n_video, state.text)
+        hidden, text = ctx.family.block_states(args, out, call.row, ctx.n_video_of(call.frames), state.text)
         cosine = F.cosine_similarity(hidden.float(), text.float().mean(0, keepdim=True), dim=-1)
-        state.recorder.keep(HIDDEN, call.step, call.block, cosine)
+        state.recorder.keep(HIDDEN, call.step, call.block, cosine, call.frames)

@@ -34,11 +34,13 @@ class Recording:
 
 @dataclass
 class HeldMap:
-    """A block's response map waiting on the model's device for its step's copy to the CPU."""
+    """A block's response map waiting on the model's device for its step's copy to the CPU; ``frames``:
+    the grid frames it covers (a context window), None for the whole grid."""
     metric: str
     step: int
     block: int
     response: torch.Tensor
+    frames: tuple[int, ...] | None = None
 
 
 @dataclass
@@ -61,23 +63,33 @@ class AttentionRecorder:
     def edit(self) -> TextEdit:
         return TextEdit(record_columns=self.columns, record_per_head=self.per_head)
 
-    def keep_mass(self, step: int, block: int, probabilities: torch.Tensor):
+    def keep_mass(self, step: int, block: int, probabilities: torch.Tensor, frames: tuple[int, ...] | None = None):
         """Keep the attention mass each video token puts on the recorded columns (the ``attention`` map)."""
-        self.keep(ATTENTION, step, block, probabilities[0].float().sum(-1))
+        self.keep(ATTENTION, step, block, probabilities[0].float().sum(-1), frames)
 
-    def keep(self, metric: str, step: int, block: int, response: torch.Tensor):
-        """Hold a block's map on its device; a new step first moves the previous step's maps."""
+    def keep(self, metric: str, step: int, block: int, response: torch.Tensor, frames: tuple[int, ...] | None = None):
+        """Hold a block's map on its device; a new step first moves the previous step's maps. A context
+        window's map covers its ``frames`` of the grid."""
         if self.held and self.held[-1].step != step:
             self.flush()
-        self.held.append(HeldMap(metric, step, block, response.view(self.recording.grid)))
+        f, h, w = self.recording.grid
+        self.held.append(HeldMap(metric, step, block, response.reshape(f if frames is None else len(frames), h, w),
+                                 frames))
 
     def flush(self):
-        """Move the held maps into the recording in one device→host copy."""
+        """Move the held maps into the recording in one device→host copy. Context windows' maps fill
+        their frames of the block's map; where windows overlap, the later window's frames stay."""
         if not self.held:
             return
-        on_cpu = torch.stack([h.response for h in self.held]).cpu().unbind()
+        sizes = [h.response.numel() for h in self.held]
+        on_cpu = torch.cat([h.response.flatten() for h in self.held]).cpu().split(sizes)
         for held, response in zip(self.held, on_cpu):
-            self.recording.maps[held.metric][(held.step, held.block)] = response
+            maps, key = self.recording.maps[held.metric], (held.step, held.block)
+            if held.frames is None:
+                maps[key] = response.view(held.response.shape)
+            else:
+                full = maps.setdefault(key, torch.zeros(self.recording.grid))
+                full[list(held.frames)] = response.view(held.response.shape)
         self.held = []
 
     def reset(self):

@@ -4,7 +4,8 @@ Source (semantically responsive) blocks record their video→text probabilities 
 weak blocks blend the mean of the cached maps into their own, ``P' = (1-α)·P + α·P_src``,
 after adding the anchor bias to their logits. A source deeper than a weak block has not run
 yet in the current forward pass, so the weak block uses that source's previous-step map:
-the cache always holds each source's most recent map, per CFG branch.
+the cache always holds each source's most recent map, per CFG branch and, under context windows,
+per window (each holds other frames of the video; the anchor bias covers the frames it holds).
 
 An anchor whose regions are to be read from the model's attention (``regions_from_attention``)
 is refined from the source blocks' own attention to the keyword tokens on the reference frame as
@@ -54,9 +55,16 @@ class TransferSettings:
 
 @dataclass
 class AnchorBias:
-    """The anchor's additive logits: ``bias [N, C]`` on text ``columns [C]``."""
+    """The anchor's additive logits: ``bias [N, C]`` on text ``columns [C]``, N the whole grid's tokens."""
     columns: torch.Tensor
     bias: torch.Tensor
+
+    def rows(self, frames: tuple[int, ...] | None, grid: tuple[int, int, int]) -> torch.Tensor:
+        """The bias of the video tokens a call holds: every row, or a context window's frames."""
+        if frames is None:
+            return self.bias
+        f, h, w = grid
+        return self.bias.view(f, h * w, -1)[list(frames)].reshape(len(frames) * h * w, -1)
 
 
 @dataclass
@@ -78,8 +86,10 @@ class TransferState:
     bias: AnchorBias | None = None
     to_refine: AnchorToRefine | None = None
     refined_masks: torch.Tensor | None = None
-    cache: dict[tuple[int, int], torch.Tensor] = field(default_factory=dict)   # (branch, block) -> latest map
-    source_mean: dict[int, torch.Tensor | None] = field(default_factory=dict)  # branch -> mean of the cache
+    # (branch, block, frames) -> latest map; frames: a context window's (None without windows), since each
+    # window holds other video tokens
+    cache: dict[tuple[int, int, tuple[int, ...] | None], torch.Tensor] = field(default_factory=dict)
+    source_mean: dict[tuple[int, tuple[int, ...] | None], torch.Tensor | None] = field(default_factory=dict)
 
     def reset(self):
         self.cache.clear()
@@ -141,32 +151,35 @@ class AttentionTransfer(Handler):
             edit = state.recorder.edit()
         if call.block in state.weak:
             if state.to_refine is not None:
-                self._refine_anchor(state)
+                self._refine_anchor(state, call.frames)
             if state.bias is not None and (s.beta or s.gamma):
-                edit.bias_columns, edit.bias = state.bias.columns, state.bias.bias
-            source = self._source_mean(state, call.branch) if s.alpha > 0 else None
+                edit.bias_columns, edit.bias = state.bias.columns, state.bias.rows(call.frames, state.grid)
+            source = self._source_mean(state, call.branch, call.frames) if s.alpha > 0 else None
             if source is not None:
                 edit.source = source
                 edit.source_columns = None if state.recorder.all_columns else state.recorder.columns
                 edit.alpha = s.alpha
         return edit
 
-    def _source_mean(self, state: TransferState, branch: int) -> torch.Tensor | None:
-        """Mean of the cached source maps, computed once per cache change and shared by all weak blocks."""
-        if branch not in state.source_mean:
-            cached = [state.cache[(branch, b)] for b in sorted(state.sources) if (branch, b) in state.cache]
-            state.source_mean[branch] = sum(cached) / len(cached) if cached else None
-        return state.source_mean[branch]
+    def _source_mean(self, state: TransferState, branch: int, frames) -> torch.Tensor | None:
+        """Mean of the cached source maps of these frames, computed once per cache change and shared by
+        all weak blocks."""
+        if (branch, frames) not in state.source_mean:
+            cached = [state.cache[(branch, b, frames)] for b in sorted(state.sources)
+                      if (branch, b, frames) in state.cache]
+            state.source_mean[(branch, frames)] = sum(cached) / len(cached) if cached else None
+        return state.source_mean[(branch, frames)]
 
     def on_probabilities(self, state: TransferState, call: TextCall, probabilities):
-        state.cache[(call.branch, call.block)] = probabilities[0].detach()
-        state.source_mean.pop(call.branch, None)
+        state.cache[(call.branch, call.block, call.frames)] = probabilities[0].detach()
+        state.source_mean.pop((call.branch, call.frames), None)
 
-    def _refine_anchor(self, state: TransferState):
-        """Once every source has recorded on the positive branch, turn its keyword attention into masks."""
+    def _refine_anchor(self, state: TransferState, frames):
+        """Once every source has recorded on the positive branch, in the call's frames holding the reference
+        frame (a context window that does not hold it waits), turn its keyword attention into masks."""
         s = self.settings
-        keys = [(POSITIVE, b) for b in sorted(state.sources)]
-        if not keys or any(k not in state.cache for k in keys):
+        keys = [(POSITIVE, b, frames) for b in sorted(state.sources)]
+        if not keys or any(k not in state.cache for k in keys) or (frames is not None and 0 not in frames):
             return
         anchor, offset = state.to_refine.anchor, state.to_refine.text_offset
         source = torch.stack([state.cache[k] for k in keys]).mean(0)
@@ -174,8 +187,9 @@ class AttentionTransfer(Handler):
             source = source.mean(0)
         recorded = (list(range(source.shape[-1])) if state.recorder.all_columns
                     else state.recorder.columns.tolist())
-        frames, height, width = state.grid
-        frame0 = source[: height * width].float().cpu()       # reference frame tokens come first
+        _, height, width = state.grid
+        first = 0 if frames is None else frames.index(0) * height * width
+        frame0 = source[first:first + height * width].float().cpu()     # the reference frame's tokens
         maps = torch.stack([frame0[:, [recorded.index(i + offset) for i in span]].sum(-1).view(height, width)
                             for span in anchor.token_spans])
         refined = anchor.with_masks(attention_masks(maps))

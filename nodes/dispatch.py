@@ -143,6 +143,7 @@ def _outer_sample(executor, *args, **kwargs):
     text = {branch: layout for branch, cond in conds.items() if (layout := family.text_layout(cond)) is not None}
     try:
         family.check_run(conds, text, grid)
+        _check_context_windows(guider.model_options.get("context_handler"), noise.ndim)
     except ValueError as err:
         raise ValueError(f"Focal Guidance ({family.variant}): {err}.") from None
     ctx = RunContext(grid=grid, sample_sigmas=sigmas.detach().cpu(), batch=noise.shape[0], cfg=float(guider.cfg),
@@ -180,6 +181,30 @@ def _marker(block: int, previous):
     return marker
 
 
+def _check_context_windows(handler, latent_dims: int):
+    """Context windows must cut the video's frames (dim 2 of a [b, c, t, h, w] latent), which each call
+    then names (``_window_frames``)."""
+    dim = getattr(handler, "dim", None)
+    if handler is not None and not (latent_dims == 5 and dim == 2):
+        raise ValueError(f"context windows over latent dimension {dim} cut something other than the video's "
+                         "frames, which Focal Guidance cannot follow; use WAN Context Windows (Manual) or set "
+                         "dim to 2 (the frames)")
+
+
+def _window_frames(options: dict) -> tuple[int, ...] | None:
+    """The token frames a model call holds under the host's context windows, or None for the whole video.
+
+    The host names each window's latent frames in ``transformer_options["context_window"]`` (every
+    family patches time by 1); from ComfyUI 0.33 a window may also lead with the frame before it
+    (``causal_anchor_index``, its causal window fix), as the host's own ``get_tensor`` slices it.
+    """
+    window = options.get("context_window")
+    if window is None:
+        return None
+    anchor = getattr(window, "causal_anchor_index", None)
+    return tuple(([anchor] if anchor is not None and anchor >= 0 else []) + list(window.index_list))
+
+
 def _observe_block(run: FocalRun, block: int, args, out):
     watchers = [r for r in run.handlers_of(block) if r.handler.wants_block_outputs]
     if not watchers:
@@ -188,8 +213,9 @@ def _observe_block(run: FocalRun, block: int, args, out):
     branches = list(options.get("cond_or_uncond", [0]))
     per_chunk = out["img"].shape[0] // len(branches)
     sigma, step = run.sigma_step(options["sigmas"])
+    frames = _window_frames(options)
     for i, branch in enumerate(branches):
-        call = TextCall(block, branch, sigma, step, row=i * per_chunk)
+        call = TextCall(block, branch, sigma, step, row=i * per_chunk, frames=frames)
         for watcher in watchers:
             watcher.handler.on_block(watcher.state, call, args, out, run.ctx)
 
@@ -220,8 +246,8 @@ def _dispatcher(previous):
     def override(func, *args, **kwargs):
         options = kwargs.get("transformer_options") or {}
         run, block = options.get(RUN), options.get(BLOCK)
-        if run is None or block is None or not run.plan.family.is_text_call(args[0], args[1], run.ctx.n_video,
-                                                                            run.ctx.text):
+        if run is None or block is None or not run.plan.family.is_text_call(
+                args[0], args[1], run.ctx.n_video_of(_window_frames(options)), run.ctx.text):
             return call_previous(func, *args, **kwargs)
         host_is_sdpa = previous is None and _is_host_sdpa(func, args[0])
         return _text_attention(run, block, func, args, kwargs, options, call_previous, host_is_sdpa)
@@ -273,9 +299,10 @@ def _text_attention(run: FocalRun, block: int, func, args, kwargs, options, call
         return call_previous(func, *args, **kwargs)
     per_chunk = q.shape[0] // len(branches)
     sigma, step = run.sigma_step(options["sigmas"])
+    frames = _window_frames(options)
     chunks = []
     for i, branch in enumerate(branches):
-        call = TextCall(block, branch, sigma, step, row=i * per_chunk)
+        call = TextCall(block, branch, sigma, step, row=i * per_chunk, frames=frames)
         chunks.append(_Chunk(slice(i * per_chunk, (i + 1) * per_chunk), call,
                              _edits_for(run, call, options.get(FOREIGN, False))))
     if not any(chunk.edits for chunk in chunks):
@@ -304,7 +331,7 @@ def _text_attention(run: FocalRun, block: int, func, args, kwargs, options, call
             continue
         rows = chunk.rows
         try:
-            res, recorded = family.edit(q[rows], k[rows], v[rows], heads, ctx.n_video,
+            res, recorded = family.edit(q[rows], k[rows], v[rows], heads, ctx.n_video_of(frames),
                                         [e.edit for e in chunk.edits], chunk.mask, need_output=chunk.computed)
         except ValueError as err:
             raise ValueError(f"Focal Guidance, block {block} of {family.variant}: {err}.") from None

@@ -129,6 +129,18 @@ def probe(model, steps=2, start=0.0, end=1.0, branch="positive", anchor=None, wi
     return SemanticLayerProbe.execute(model, steps, start, end, branch, window_of, anchor).args
 
 
+def context_windows(model, length=9, overlap=4, **newer):
+    """Core "WAN Context Windows (Manual)" on ``model`` (pixel frames, as the node takes them): with 17
+    frames (5 latent), windows of 3 latent frames. Inputs a host lacks are left out (0.3.75 has no
+    freenoise, 0.33 adds retain_first_frame)."""
+    import inspect
+    from comfy_extras.nodes_context_windows import WanContextWindowsManualNode as node
+    wanted = dict(model=model, context_length=length, context_overlap=overlap, context_schedule="standard_static",
+                  context_stride=1, closed_loop=False, fuse_method="pyramid", freenoise=False, **newer)
+    known = inspect.signature(node.execute).parameters
+    return node.execute(**{k: v for k, v in wanted.items() if k in known}).args[0]
+
+
 # Real host tokenizers with no weights (the token spans need none).
 TEXT_ENCODERS = COMFY_DIR / "comfy" / "text_encoders"
 

@@ -151,6 +151,7 @@ class SpyTransfer(AttentionTransfer):
         super().__init__(settings)
         self.edited_sigmas, self.edited_branches, self.weak_maps, self.source_maps = [], [], [], []
         self.blended_sources = []   # per weak call: the source map it blended, or None
+        self.edited_frames, self.biases = [], []   # per weak call: its context window's frames, its bias
 
     def edit_for(self, state, call):
         edit = super().edit_for(state, call)
@@ -160,6 +161,8 @@ class SpyTransfer(AttentionTransfer):
                 self.edited_sigmas.append(call.sigma)
                 self.edited_branches.append(call.branch)
                 self.blended_sources.append(edit.source)
+                self.edited_frames.append(call.frames)
+                self.biases.append(edit.bias)
         return edit
 
     def on_probabilities(self, state, call, recorded):
@@ -170,8 +173,9 @@ class SpyTransfer(AttentionTransfer):
         super().on_probabilities(state, call, recorded)
 
 
-def settings_for(model, weak=(2,), sources=(1,), alpha=0.5, start=0.0, end=1.0, branches=frozenset({0}), **kw):
-    return TransferSettings(frozenset(weak), frozenset(sources), alpha, kw.pop("anchor", None), 0.0, 0.0,
+def settings_for(model, weak=(2,), sources=(1,), alpha=0.5, start=0.0, end=1.0, branches=frozenset({0}),
+                 beta=0.0, gamma=0.0, **kw):
+    return TransferSettings(frozenset(weak), frozenset(sources), alpha, kw.pop("anchor", None), beta, gamma,
                             start, end, branches, **kw)
 
 
