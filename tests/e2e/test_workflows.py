@@ -123,8 +123,9 @@ PLACEHOLDERS = ["text_encoders/umt5_xxl_fp8_e4m3fn_scaled.safetensors", "text_en
                 "text_encoders/byt5_small_glyphxl_fp16.safetensors",
                 "clip_vision/sigclip_vision_patch14_384.safetensors"]
 # What the host's official Wan2.2 template names, and the tiny file each name stands for.
-# Newest first: each host's venv holds the templates package its requirements pin (0.33: ComfySwitchNode
-# and ComfyMathExpression inside the subgraph; 0.3.75 and 0.12.1: the earlier subgraphed template).
+# Newest first: each host's venv holds the templates package its requirements pin. 0.33's
+# video_wan2_2_14B_i2v is one subgraph (with ComfySwitchNode and ComfyMathExpression); the older packages'
+# template of that name is flat, and their subgraphed one has its own name.
 OFFICIAL_WAN22_NAMES = ("video_wan2_2_14B_i2v", "03_video_wan2_2_14B_i2v_subgraphed")
 OFFICIAL_ALIASES = {"diffusion_models/wan2.2_i2v_high_noise_14B_fp8_scaled.safetensors": tiny.WAN22_HIGH,
                     "diffusion_models/wan2.2_i2v_low_noise_14B_fp8_scaled.safetensors": tiny.WAN22_LOW}
@@ -493,27 +494,30 @@ def test_templates_are_served_for_browse_templates(workflow_server):
 
 # ---- the host's official Wan2.2 I2V template: a subgraph ----------------------------------------
 @functools.cache
-def official_wan22_name():
-    """The newest official Wan2.2 I2V template in the host venv's comfyui-workflow-templates, or a skip."""
+def _official_wan22():
+    """(name, workflow) of the newest official Wan2.2 I2V template made of one subgraph in the host venv's
+    comfyui-workflow-templates, or a skip."""
     try:
         import comfyui_workflow_templates as templates
     except ImportError as err:
         pytest.skip(f"this host's venv lacks comfyui-workflow-templates: {err!r}")
     for name in OFFICIAL_WAN22_NAMES:
         try:
-            templates.get_asset_path(name, f"{name}.json")
-            return name
+            path = pathlib.Path(templates.get_asset_path(name, f"{name}.json"))
         except KeyError:
             continue
-    pytest.skip(f"this host's venv has none of the official templates {OFFICIAL_WAN22_NAMES}")
+        workflow = json.loads(path.read_text(encoding="utf-8"))
+        if len(workflow.get("definitions", {}).get("subgraphs", [])) == 1:
+            return name, workflow
+    pytest.skip(f"this host's venv has no official template {OFFICIAL_WAN22_NAMES} made of one subgraph")
+
+
+def official_wan22_name():
+    return _official_wan22()[0]
 
 
 def official_wan22_template():
-    import comfyui_workflow_templates as templates
-    name = official_wan22_name()
-    workflow = json.loads(pathlib.Path(templates.get_asset_path(name, f"{name}.json")).read_text(encoding="utf-8"))
-    assert len(workflow["definitions"]["subgraphs"]) == 1, f"{name} is no longer one subgraph"
-    return workflow
+    return copy.deepcopy(_official_wan22()[1])
 
 
 def with_focal_transfer(workflow):
