@@ -137,15 +137,15 @@ def attention_lse(q, k, v, path: str, mask=None):
 
 
 def _kernel_bias(mask, q, l):
-    """A CUDA kernel's bias: q's dtype, [b, h, n, l], its rows 16-element aligned as the kernels require."""
+    """A CUDA kernel's bias: q's dtype, viewed as [b, h, n, l], each row 16-element aligned as the
+    kernels require; its broadcast dims (batch, heads, a key mask's rows) stay stride 0, so neither a
+    per-head copy nor, for a joint key mask, an [n, n] one is formed."""
     b, h, n, _ = q.shape
+    lead = mask.shape[:-1]
     padded = -(-l // 16) * 16
-    bias = torch.empty(b, h, n, padded, dtype=q.dtype, device=q.device)[..., :l] if padded != l else None
-    full = mask.to(q.dtype).expand(b, h, n, l)
-    if bias is None:
-        return full
-    bias.copy_(full)
-    return bias
+    bias = torch.empty(*lead, padded, dtype=q.dtype, device=q.device)[..., :l]
+    bias.copy_(mask.expand(*lead, l))
+    return bias.expand(b, h, n, l)
 
 
 def _four_dims(mask):
