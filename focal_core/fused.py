@@ -35,7 +35,10 @@ log = logging.getLogger(__name__)
 
 EXPLICIT, CPU_FLASH, CUDA_FLASH, CUDA_EFFICIENT, CUDA_CUDNN = (
     "explicit", "cpu_flash", "cuda_flash", "cuda_efficient", "cuda_cudnn")
-FUSED_CHUNK = 16384            # query rows per chunk at most; memory caps it further (see _rows)
+# Query rows per chunk at most (memory caps them further, see _rows): on CPU a chunk's maps should stay
+# near the caches (measured: 1-4k rows best at 512 keys); on a GPU each chunk costs kernel launches.
+CHUNK_ROWS = {"cpu": 2048}
+GPU_CHUNK_ROWS = 16384
 MAX_ROUNDING_ERROR = 0.02      # joint bias: kernel output rounding × e^{−min B} may reach this, relative
 
 _FLASH, _EFFICIENT, _CUDNN = (int(SDPBackend.FLASH_ATTENTION), int(SDPBackend.EFFICIENT_ATTENTION),
@@ -105,13 +108,37 @@ def kernel_path(q, k, v, key_mask=None, bias: bool = False) -> str:
 
 def output_is_sdpas(q, k, v, key_mask=None) -> bool:
     """Whether the kernel :func:`kernel_path` picks without a bias is SDPA's own for these inputs, so
-    its output is ``F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask)`` bit for bit.
-    cuDNN is left out: SDPA runs its graph without the log-sum-exp output, a different graph."""
+    its output is ``F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask)`` bit for bit: by
+    construction for the CPU flash, CUDA flash and memory-efficient kernels (SDPA calls the same op);
+    for cuDNN checked once per input signature (:func:`_cudnn_output_is_sdpas`)."""
+    key_mask = _four_dims(key_mask)
     path = kernel_path(q, k, v, key_mask)
     if q.device.type == "cpu":
         return path == CPU_FLASH
-    choice = torch._fused_sdp_choice(q, k, v, attn_mask=key_mask) if q.is_cuda else None
+    if not q.is_cuda:
+        return False
+    choice = torch._fused_sdp_choice(q, k, v, attn_mask=key_mask)
+    if (path, choice) == (CUDA_CUDNN, _CUDNN):
+        return _cudnn_output_is_sdpas(q, k, v, key_mask)
     return (path, choice) in ((CUDA_FLASH, _FLASH), (CUDA_EFFICIENT, _EFFICIENT))
+
+
+_CUDNN_CHECKED = {}
+
+
+def _cudnn_output_is_sdpas(q, k, v, key_mask) -> bool:
+    """SDPA runs cuDNN's graph without the log-sum-exp output, so the graph that gives it may be
+    another engine: whether its output equals SDPA's is run once per input signature (shapes,
+    strides, dtypes, device) on the real inputs, both ways, and remembered."""
+    signature = (q.device, *((tuple(t.shape), t.stride(), t.dtype) for t in (q, k, v) if t is not None),
+                 None if key_mask is None else (tuple(key_mask.shape), key_mask.stride(), key_mask.dtype))
+    if signature not in _CUDNN_CHECKED:
+        out, _ = attention_lse(q, k, v, CUDA_CUDNN, key_mask)
+        same = torch.equal(out, torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=key_mask))
+        _CUDNN_CHECKED[signature] = same
+        log.debug("focal attention: cuDNN with its log-sum-exp %s SDPA's output for %s", "gives" if same else
+                  "does not give", signature)
+    return _CUDNN_CHECKED[signature]
 
 
 def attention_lse(q, k, v, path: str, mask=None):
@@ -131,8 +158,12 @@ def attention_lse(q, k, v, path: str, mask=None):
         out, lse = _OPS._scaled_dot_product_efficient_attention(q, k, v, bias, True)[:2]
         return out, lse[..., :n]
     if path == CUDA_CUDNN:
-        out, lse = _OPS._scaled_dot_product_cudnn_attention(q, k, v, bias, True)[:2]
-        return out, lse.reshape(b, h, n)
+        try:
+            out, lse = _OPS._scaled_dot_product_cudnn_attention(q, k, v, bias, True)[:2]
+            return out, lse.reshape(b, h, n)
+        except RuntimeError as err:   # a bias layout or size this cuDNN build refuses
+            log.debug("focal attention: cuDNN refused (%s); memory-efficient kernel instead", err)
+            return attention_lse(q, k, v, CUDA_EFFICIENT, mask)
     raise ValueError(f"no fused kernel named {path!r}")
 
 
@@ -179,10 +210,17 @@ class _FusedPlan:
         self.where = torch.full((l,), -1, dtype=torch.long, device=device)
         self.where[self.tracked] = torch.arange(len(self.tracked), device=device)
         self.blends = [(s, a, None if c is None else self.where[c]) for s, a, c in self.blends]
-        self.records = [None if r is None else [self.where[r[0]], r[1], None] for r in records]
+        self.records = [None if r is None else [self._places(r[0]), r[1], None] for r in records]
         self.full_sources = [s for s, _, c in self.blends if c is None]
         self.changes_output = bool(self.biases or self.blends)
         self.n = n
+
+    def _places(self, columns):
+        """Places of ``columns`` among the tracked ones; None where they are all of them, in order
+        (a recording of every tracked column then takes no gather copy)."""
+        places = self.where[columns]
+        every = len(places) == len(self.tracked) and bool((places == torch.arange(len(places), device=places.device)).all())
+        return None if every else places
 
     def bias_rows(self, start, stop, l, key_mask):
         """[rows, l] fp32 (or broadcast with the key mask): every bias added as ``text_cross_attention`` adds it."""
@@ -201,7 +239,7 @@ class _FusedPlan:
         for rec in self.records:
             if rec is None:
                 continue
-            picked = pt[..., rec[0]]
+            picked = pt if rec[0] is None else pt[..., rec[0]]
             if not rec[1]:
                 picked = picked.mean(dim=-3)
             if rec[2] is None:   # allocated at the first chunk, when the shape is known
@@ -232,12 +270,6 @@ def _mm_f32(a, b):
     return torch.matmul(a, b).float()
 
 
-def _column_logits(qc, kt):
-    """fp32 ``q·k_Tᵀ`` [b, h, rows, t]; kt = scaled k_Tᵀ in fp32 [b, h, d, t]. Upcasting the chunk
-    keeps the products of 16-bit values exact (a 16-bit output would cost ~2^-9 of each logit)."""
-    return torch.matmul(qc.float(), kt)
-
-
 class _Rows:
     """One chunk's edited rows: ``P' = r·P + Σ β_i·S_i`` off the tracked columns, ``pt`` on them.
 
@@ -247,7 +279,7 @@ class _Rows:
     """
 
     def __init__(self, p_t, mass):
-        self.p_t, self.mass, self.pt = p_t, mass, p_t.clone()
+        self.p_t, self.mass, self.pt = p_t, mass, p_t   # pt is copied at the first edit
         self.r = 1.0
         self.full = []   # per full blend: [β, the source's mass off the tracked columns, the source on them]
 
@@ -259,12 +291,12 @@ class _Rows:
         biased = a_c.sub_(shift).exp_()
         z = (1 - self.p_t[..., pos].sum(-1, keepdim=True)).clamp_min_(0).mul_(down).add_(biased.sum(-1, keepdim=True))
         self.r = down.div_(z)
-        self.pt.mul_(self.r)
+        self.pt = self.pt * self.r
         self.pt[..., pos] = biased.div_(z)
 
     def blend_full(self, source_t, off, alpha):
         """``P' = (1−α)·P' + α·S`` on every text column; source_t: S on the tracked columns."""
-        self.pt.mul_(1 - alpha).add_(source_t, alpha=alpha)
+        self.pt = torch.lerp(self.pt, source_t, alpha)
         self.r = self.r * (1 - alpha)
         self.full = [[beta * (1 - alpha), o, s] for beta, o, s in self.full] + [[alpha, off, source_t]]
 
@@ -275,7 +307,7 @@ class _Rows:
         new = picked.mul(1 - alpha).add_(source, alpha=alpha)
         rho = (total - new.sum(-1, keepdim=True)).clamp_min_(0).div_(
             (total - picked.sum(-1, keepdim=True)).clamp_min_(EPS))
-        self.pt.mul_(rho)
+        self.pt = self.pt * rho
         self.pt[..., pos] = new
         self.r = rho * self.r
         self.full = [[rho * beta, o, s] for beta, o, s in self.full]
@@ -287,12 +319,15 @@ class _Rows:
             total = total + beta * off
         return total
 
-    def output(self, base, sources_v, v_t):
-        """``r·base + Σ β_i·S_i·V + (P'_T − r·P_T − Σ β_i·S_i,T)·V_T`` in fp32; base: the kernel's
-        output over the text keys (fp32), sources_v: each full source times V."""
-        out = base.mul_(self.r)
+    def output(self, base, weight, sources_v, v_t):
+        """``weight·base + Σ β_i·S_i·V + (P'_T − r·P_T − Σ β_i·S_i,T)·V_T`` in fp32. base: the kernel's
+        output (weight r: ``r·P·V``), sources_v: each full source times V."""
+        out = base.float().mul_(weight)
         for (beta, _, _), sv in zip(self.full, sources_v):
-            out.add_(sv.mul_(beta))
+            if isinstance(beta, float):
+                out.add_(sv, alpha=beta)
+            else:
+                out.addcmul_(sv, beta)
         if self.pt.shape[-1]:
             corr = self.pt - self.r * self.p_t
             for beta, _, s_t in self.full:
@@ -301,50 +336,94 @@ class _Rows:
         return out
 
 
-def _rows(n, out_row_bytes, temp_row_bytes, chunk_size):
-    """Query rows per chunk: at most ``chunk_size``, and few enough (but >= 64) that a chunk's
-    temporaries stay within the output's own size (an edited call needs at most about twice the
-    memory of the unedited one)."""
-    return max(1, min(n, chunk_size, max(64, n * out_row_bytes // max(temp_row_bytes, 1))))
+def _rows(q, out_row_bytes, temp_row_bytes, chunk_size):
+    """Query rows per chunk: at most ``chunk_size`` (None: :data:`CHUNK_ROWS` for q's device), and few
+    enough that a chunk's temporaries stay within the output's own size (an edited call needs at most
+    about twice the memory of the unedited one), but at least 512 (each chunk costs a dozen ops)."""
+    n = q.shape[-2]
+    cap = chunk_size or CHUNK_ROWS.get(q.device.type, GPU_CHUNK_ROWS)
+    return max(1, min(n, cap, max(512, n * out_row_bytes // max(temp_row_bytes, 1))))
 
 
-def _temp_row_bytes(plan, b, h, d, l, bias_in_kernel):
-    """fp32 bytes one query row of a chunk holds: bias row, tracked-column maps, S·V and the output."""
-    return (l * 4 if bias_in_kernel else 0) + b * h * 4 * (4 * len(plan.tracked) + d * (2 + len(plan.full_sources)))
+class _TextKeys:
+    """What every chunk of one call needs of the text keys: the tracked columns' keys and values,
+    and the values laid out for ``S·V``, in the matmul dtype (:func:`_matmul_dtype`)."""
+
+    def __init__(self, plan, q, k, v):
+        b, h, l, d = v.shape
+        self.plan, self.scale, self.mm_dtype = plan, 1.0 / math.sqrt(d), _matmul_dtype(q)
+        self.k_t = k[..., plan.tracked, :]
+        self.v_t = v[..., plan.tracked, :].float()
+        self.v_mm = v.to(self.mm_dtype) if plan.full_sources else None
+        # a head-shared source multiplies all heads' values in one [rows, l] × [l, b·h·d] GEMM
+        self.v_flat = None if self.v_mm is None else self.v_mm.permute(2, 0, 1, 3).reshape(l, b * h * d)
+
+    def row_bytes(self, b, h, d, l, bias_in_kernel, changes_output):
+        """fp32 bytes one query row of a chunk holds: its bias row, tracked-column maps, S·V, output."""
+        maps = (4 if changes_output else 1) * len(self.plan.tracked)
+        return (l * 4 if bias_in_kernel else 0) + b * h * 4 * (maps + d * (3 + len(self.plan.full_sources)))
+
+    def logits(self, qc, mask, lse_c):
+        """fp32 ``q·k_Tᵀ/√d + mask_T − lse`` [b, h, rows, t] of the tracked columns. 16-bit products are
+        exact in fp32; on CUDA they accumulate in fp32 without an upcast copy of q."""
+        b, h, rows, d = qc.shape
+        t = self.k_t.shape[-2]
+        if not t:
+            return lse_c.new_empty(b, h, rows, 0)
+        k_t = self.k_t.expand(b, h, t, d).reshape(-1, t, d).transpose(1, 2)
+        if qc.is_cuda and qc.dtype in LOW_PRECISION and _MM_OUT_DTYPE:
+            logits = torch.bmm(qc.reshape(-1, rows, d), k_t, out_dtype=torch.float32).mul_(self.scale) \
+                .sub_(lse_c.reshape(-1, rows, 1))
+        else:   # one GEMM writes logit·scale − lse: no pass of its own for either
+            logits = torch.baddbmm(lse_c.reshape(-1, rows, 1).neg().expand(-1, rows, t), qc.reshape(-1, rows, d).float(),
+                                   k_t.float(), alpha=self.scale)
+        logits = logits.view(b, h, rows, t)
+        return logits if mask is None else logits.add_(mask[..., self.plan.tracked].float())
+
+    def sources_times_values(self, start, stop):
+        """``S_i·V`` [b, h, rows, d] fp32 for each full blend's source."""
+        b, h, _, d = self.v_mm.shape if self.v_mm is not None else (0, 0, 0, 0)
+        products = []
+        for source in self.plan.full_sources:
+            rows = source[..., start:stop, :].to(self.mm_dtype)
+            if rows.ndim == 2:
+                products.append(_mm_f32(rows, self.v_flat).view(-1, b, h, d).permute(1, 2, 0, 3))
+            else:
+                products.append(torch.matmul(rows, self.v_mm).float())
+        return products
+
+    def edited_rows(self, logits_t, mass, start, stop, low_rank=None):
+        """The chunk's :class:`_Rows` after the (joint) bias and every blend, recorded.
+
+        logits_t: from :meth:`logits`, consumed. low_rank: (positions, [n, c] bias) of a joint
+        attention's biased columns, or None.
+        """
+        plan = self.plan
+        a_c = None if low_rank is None else logits_t[..., low_rank[0]] + low_rank[1][start:stop]
+        edited = _Rows(logits_t.exp_(), mass)
+        if a_c is not None:
+            edited.bias_low_rank(a_c, low_rank[0])
+        for source, alpha, pos in plan.blends:
+            rows = source[..., start:stop, :]
+            if pos is None:
+                source_t = rows[..., plan.tracked]
+                edited.blend_full(source_t, rows.sum(-1, keepdim=True) - source_t.sum(-1, keepdim=True), alpha)
+            else:
+                edited.blend_columns(rows, alpha, pos)
+        plan.record(edited.pt, start, stop)
+        return edited
+
+    def output(self, edited, base, weight, start, stop):
+        """The edited rows times the values, fp32 (see :meth:`_Rows.output`)."""
+        return edited.output(base, weight, self.sources_times_values(start, stop), self.v_t)
 
 
-def _source_times_values(source_rows, v, mm_dtype):
-    """``S·V`` [b, h, rows, d] fp32. A head-shared source is one [rows, l] × [l, b·h·d] GEMM (no
-    per-head copy of S); a per-head one a batched matmul."""
-    b, h, l, d = v.shape
-    if source_rows.ndim == 2:
-        flat = v.to(mm_dtype).permute(2, 0, 1, 3).reshape(l, b * h * d)
-        return _mm_f32(source_rows.to(mm_dtype), flat).view(-1, b, h, d).permute(1, 2, 0, 3)
-    return torch.matmul(source_rows.to(mm_dtype), v.to(mm_dtype)).float()
+def _token_major(out):
+    """Whether [b, h, n, d] ``out`` is a view of a [b, n, h, d] buffer (the family's head merge is free)."""
+    return out.transpose(1, 2).is_contiguous()
 
 
-def _edited_rows(plan, logits_t, mass, start, stop, low_rank=None):
-    """The chunk's :class:`_Rows` after the (joint) bias and every blend, recorded.
-
-    logits_t: [b, h, rows, t] fp32 ``logit + mask (+ bias) − lse`` of the tracked columns, consumed.
-    low_rank: (positions, [n, c] bias) of a joint attention's biased columns, or None.
-    """
-    a_c = None if low_rank is None else logits_t[..., low_rank[0]] + low_rank[1][start:stop]
-    edited = _Rows(logits_t.exp_(), mass)
-    if a_c is not None:
-        edited.bias_low_rank(a_c, low_rank[0])
-    for source, alpha, pos in plan.blends:
-        rows = source[..., start:stop, :]
-        if pos is None:
-            source_t = rows[..., plan.tracked]
-            edited.blend_full(source_t, rows.sum(-1, keepdim=True) - source_t.sum(-1, keepdim=True), alpha)
-        else:
-            edited.blend_columns(rows, alpha, pos)
-    plan.record(edited.pt, start, stop)
-    return edited
-
-
-def fused_text_cross_attention(q, k, v, edits, key_mask=None, chunk_size: int = FUSED_CHUNK,
+def fused_text_cross_attention(q, k, v, edits, key_mask=None, chunk_size: int | None = None,
                                need_output: bool = True):
     """:func:`attention.text_cross_attention` on a fused kernel: same arguments, same results.
 
@@ -365,27 +444,24 @@ def fused_text_cross_attention(q, k, v, edits, key_mask=None, chunk_size: int = 
     whole = None if plan.biases else attention_lse(q, k, v, path, mask)
     if whole is not None and not plan.changes_output and not len(plan.tracked):
         return whole[0] if need_output else None, plan.recorded()
-    mm_dtype = _matmul_dtype(q)
-    rows = _rows(n, b * h * d * q.element_size(), _temp_row_bytes(plan, b, h, d, l, bool(plan.biases)), chunk_size)
-    kt = (k[..., plan.tracked, :].float() * (1.0 / math.sqrt(d))).transpose(-1, -2)
-    v_t = v[..., plan.tracked, :].float()
+    keys = _TextKeys(plan, q, k, v)
     own = need_output and plan.changes_output
-    out = torch.empty(b, n, h, d, dtype=q.dtype, device=q.device).transpose(1, 2) if own else None
+    rows = _rows(q, b * h * d * q.element_size(), keys.row_bytes(b, h, d, l, bool(plan.biases), own), chunk_size)
+    out = None
+    if own:   # the kernel's own output buffer takes the edited rows where its layout allows
+        out = whole[0] if whole is not None and _token_major(whole[0]) else \
+            torch.empty(b, n, h, d, dtype=q.dtype, device=q.device).transpose(1, 2)
     for start in range(0, n, rows):
         stop = min(start + rows, n)
         qc = q[..., start:stop, :]
         chunk_mask = plan.bias_rows(start, stop, l, mask) if plan.biases else mask
         out_c, lse_c = attention_lse(qc, k, v, path, chunk_mask) if whole is None else \
             (whole[0][..., start:stop, :], whole[1][..., start:stop])
-        logits_t = _column_logits(qc, kt)
-        if chunk_mask is not None:
-            logits_t.add_(chunk_mask[..., plan.tracked])
-        edited = _edited_rows(plan, logits_t.sub_(lse_c[..., None]), 1.0, start, stop)
+        edited = keys.edited_rows(keys.logits(qc, chunk_mask, lse_c), 1.0, start, stop)
         if own:
-            sources_v = [_source_times_values(s[..., start:stop, :], v, mm_dtype) for s in plan.full_sources]
-            out[..., start:stop, :] = edited.output(out_c.float(), sources_v, v_t)
-    if need_output and out is None:
-        out = whole[0] if whole is not None else None
+            out[..., start:stop, :] = keys.output(edited, out_c, edited.r, start, stop)
+    if need_output and not own:
+        out = whole[0]
     return out, plan.recorded()
 
 
@@ -398,7 +474,7 @@ def _low_rank_bias_fits(edits, dtype) -> bool:
     return math.exp(-floor) * torch.finfo(dtype).eps / 2 <= MAX_ROUNDING_ERROR
 
 
-def fused_joint_attention_text_edit(q, k, v, n_video: int, edits, key_mask=None, chunk_size: int = FUSED_CHUNK):
+def fused_joint_attention_text_edit(q, k, v, n_video: int, edits, key_mask=None, chunk_size: int | None = None):
     """:func:`attention.joint_attention_text_edit` on fused kernels: same arguments, same results.
 
     q, k, v: [b, h, n_video + l, d], video tokens first; key_mask additive, broadcastable to
@@ -426,26 +502,24 @@ def fused_joint_attention_text_edit(q, k, v, n_video: int, edits, key_mask=None,
     if plan.biases:
         columns, bias = plan.summed_bias()
         low_rank = (plan.where[columns], bias)
-    kt = (k_txt[..., plan.tracked, :].float() * (1.0 / math.sqrt(d))).transpose(-1, -2)
-    v_t = v_txt[..., plan.tracked, :].float()
-    mm_dtype = _matmul_dtype(q)
-    temp = _temp_row_bytes(plan, b, h, d, l, False) + b * h * d * 12
-    rows = _rows(n_video, b * h * d * q.element_size(), temp, chunk_size)
+    keys = _TextKeys(plan, q, k_txt, v_txt)
+    if plan.changes_output:   # one call over the text keys: each row's text output and text log-sum-exp
+        text_out, text_lse = attention_lse(q[..., :n_video, :], k_txt, v_txt, text_path, text_mask)
+    # the text call's output takes half of the budget the chunks get from the output's size
+    rows = _rows(q[..., :n_video, :], b * h * d * q.element_size() // (2 if plan.changes_output else 1),
+                 keys.row_bytes(b, h, d, l, False, plan.changes_output), chunk_size)
     for start in range(0, n_video, rows):
         stop = min(start + rows, n_video)
-        qc, lse_c = q[..., start:stop, :], lse[..., start:stop, None]
-        logits_t = _column_logits(qc, kt)
-        if text_mask is not None:
-            logits_t.add_(text_mask[..., plan.tracked].float())
+        qc, lse_c = q[..., start:stop, :], lse[..., start:stop]
+        logits_t = keys.logits(qc, text_mask, lse_c)
         if not plan.changes_output:
-            _edited_rows(plan, logits_t.sub_(lse_c), 1.0, start, stop)
+            keys.edited_rows(logits_t, 1.0, start, stop)
             continue
-        text_out, text_lse = attention_lse(qc, k_txt, v_txt, text_path, text_mask)
-        mass = (text_lse[..., None] - lse_c).exp_()
-        edited = _edited_rows(plan, logits_t.sub_(lse_c), mass, start, stop, low_rank)
-        text_part = text_out.float().mul_(mass)
-        video_part = out[..., start:stop, :].float().sub_(text_part)
-        sources_v = [_source_times_values(s[..., start:stop, :], v_txt, mm_dtype) for s in plan.full_sources]
-        scale = (1 - edited.text_mass()).clamp_min_(0).div_(1 - mass.clamp_(EPS, 1 - 1e-6))
-        out[..., start:stop, :] = video_part.mul_(scale).add_(edited.output(text_part, sources_v, v_t))
+        mass = (text_lse[..., start:stop] - lse_c).exp_()[..., None]
+        edited = keys.edited_rows(logits_t, mass, start, stop, low_rank)
+        # out' = s·(O − m·T) + r·m·T + …  with T the text call's output, s the video part's new scale
+        video_scale = (1 - edited.text_mass()).clamp_min_(0).div_(1 - mass.clamp(EPS, 1 - 1e-6))
+        text_weight = (edited.r - video_scale).mul_(mass)
+        out[..., start:stop, :] = keys.output(edited, text_out[..., start:stop, :], text_weight, start, stop) \
+            .add_(out[..., start:stop, :].float().mul_(video_scale))
     return out, plan.recorded()

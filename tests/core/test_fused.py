@@ -102,7 +102,7 @@ def test_cross_attention_equals_the_explicit_reference(kind, masked, dtype):
     assert kernel_path(q, k, v, mask, bias=kind in ("weak", "bias only")) == CPU_FLASH
     for need_output in (True, False):
         reference = text_cross_attention(q, k, v, edits, key_mask=mask, need_output=need_output)
-        for chunk in (16, fused.FUSED_CHUNK):   # several chunks, odd last one; and one chunk
+        for chunk in (16, None):   # several chunks, odd last one; and one chunk
             assert_same(fused_text_cross_attention(q, k, v, edits, key_mask=mask, chunk_size=chunk,
                                                    need_output=need_output), reference, dtype)
 
@@ -214,7 +214,7 @@ def test_joint_edit_equals_the_explicit_reference(kind, masked, dtype, caplog):
     edits = joint_edits(kind)
     reference = joint_attention_text_edit(q.clone(), k, v, N_VIDEO, edits, key_mask=mask, chunk_size=7)
     with caplog.at_level(logging.DEBUG, logger=fused.log.name):
-        for chunk in (16, fused.FUSED_CHUNK):
+        for chunk in (16, None):
             assert_same(fused_joint_attention_text_edit(q, k, v, N_VIDEO, edits, key_mask=mask, chunk_size=chunk),
                         reference, dtype)
     assert not any("explicit" in r.getMessage() for r in caplog.records)
