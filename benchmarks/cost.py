@@ -186,10 +186,11 @@ def dry_run():
     may pick there (flash: Ampere/Ada 16-bit; cuDNN: Hopper 16-bit, torch >= 2.5; memory-efficient:
     fp32 or masked). A check of the dispatch logic without a GPU, not a measurement."""
     torch = load_pack()
+    from focal_guidance.focal_core import fused, kernels
     from torch.nn.attention import SDPBackend
-    from focal_guidance.focal_core import fused
     print(f"# Dry run of the CUDA kernel choice, torch {torch.__version__} (cuDNN takes a bias: "
-          f"{fused.CUDNN_TAKES_BIAS}); head dim 128; 'one call': a recording's output is SDPA's own, so the block needs one joint attention")
+          f"{kernels.CUDNN_TAKES_BIAS}); head dim 128; 'one call': a recording's output is SDPA's own, so the "
+          "block needs one attention")
     print("| family, edit | dtype | key mask | SDPA picks | kernel | one call |\n|---|---|---|---|---|---|")
     picks = {"flash": SDPBackend.FLASH_ATTENTION, "cuDNN": SDPBackend.CUDNN_ATTENTION,
              "efficient": SDPBackend.EFFICIENT_ATTENTION}
@@ -199,10 +200,10 @@ def dry_run():
             rows, (torch.bfloat16, torch.float16, torch.float32), (False, True), picks.items()):
         if (dtype == torch.float32 and pick != "efficient") or (masked and pick == "flash"):
             continue   # SDPA picks neither flash nor cuDNN for fp32, nor flash with a mask
-        path = fused.choose_kernel(fused.KernelQuery("cuda", dtype, 128, 128, True, bias, masked, int(choice)))
-        one_call = "-" if bias else ("checked once at run time" if (path, pick) == (fused.CUDA_CUDNN, "cuDNN") else
-                                     "yes" if (path, pick) in ((fused.CUDA_FLASH, "flash"),
-                                                               (fused.CUDA_EFFICIENT, "efficient")) else "no")
+        path = kernels.choose_kernel(kernels.KernelQuery("cuda", dtype, 128, 128, True, bias, masked, int(choice)))
+        one_call = "-" if bias else ("checked once at run time" if (path, pick) == (kernels.CUDA_CUDNN, "cuDNN") else
+                                     "yes" if (path, pick) in ((kernels.CUDA_FLASH, "flash"),
+                                                               (kernels.CUDA_EFFICIENT, "efficient")) else "no")
         print(f"| {label} | {str(dtype).split('.')[1]} | {masked} | {pick} | {path} | {one_call} |")
     for gamma in (0.5, 1.5, 3.0):
         fits = {str(d).split(".")[1]: math.exp(gamma) * torch.finfo(d).eps / 2 <= fused.MAX_ROUNDING_ERROR
@@ -229,7 +230,8 @@ def wan_text_attention(kind, edit_kinds):
     "… fused": the same on focal_core.fused; a recording is then one call where the fused kernel is
     SDPA's own (the wiring focal_core.fused proposes), else the host call plus a record-only one."""
     from focal_guidance.focal_core.attention import text_cross_attention
-    from focal_guidance.focal_core.fused import fused_text_cross_attention, output_is_sdpas
+    from focal_guidance.focal_core.fused import fused_text_cross_attention
+    from focal_guidance.focal_core.kernels import output_is_sdpas
     edit, is_fused = kind.split()[0], kind.endswith("fused")
     attend = fused_text_cross_attention if is_fused else text_cross_attention
 
@@ -254,8 +256,12 @@ def wan_text_attention(kind, edit_kinds):
 def hunyuan_joint_attention(kind, edit_kinds, n_video):
     """An attention override doing what the dispatcher does for HunyuanVideo's joint call ("… fused":
     with focal_core.fused wired into the family)."""
-    from focal_guidance.focal_core.attention import joint_attention_text_edit, lse_output_is_sdpas
-    from focal_guidance.focal_core.fused import fused_joint_attention_text_edit, output_is_sdpas
+    from focal_guidance.focal_core.attention import (
+        joint_attention_text_edit,
+        lse_output_is_sdpas,
+    )
+    from focal_guidance.focal_core.fused import fused_joint_attention_text_edit
+    from focal_guidance.focal_core.kernels import output_is_sdpas
     edit, is_fused = kind.split()[0], "fused" in kind
     attend, one_call_is_sdpas = ((fused_joint_attention_text_edit, output_is_sdpas) if is_fused
                                  else (joint_attention_text_edit, lse_output_is_sdpas))
@@ -286,7 +292,7 @@ def hunyuan_joint_attention(kind, edit_kinds, n_video):
 
 def print_kernels(qh, kh, vh, mask=None, joint=False):
     """The kernel each fused configuration takes for these inputs (focal_core.fused's own choice)."""
-    from focal_guidance.focal_core.fused import kernel_path, output_is_sdpas
+    from focal_guidance.focal_core.kernels import kernel_path, output_is_sdpas
     recording = kernel_path(qh, kh, vh, mask) + (", one call (its output is SDPA's own)" if output_is_sdpas(
         qh, kh, vh, mask) else ", two calls (host call kept)")
     weak = kernel_path(qh, kh, vh, mask, bias=not joint) + (
@@ -297,11 +303,11 @@ def print_kernels(qh, kh, vh, mask=None, joint=False):
 
 def wired_fused():
     """The wiring focal_core.fused proposes, in this process only: the families call the fused functions."""
-    from focal_guidance.focal_core import fused
+    from focal_guidance.focal_core import fused, kernels
     from focal_guidance.focal_core.families import hunyuan_video, wan
     names = ((wan, "text_cross_attention", fused.fused_text_cross_attention),
              (hunyuan_video, "joint_attention_text_edit", fused.fused_joint_attention_text_edit),
-             (hunyuan_video, "lse_output_is_sdpas", fused.output_is_sdpas))
+             (hunyuan_video, "lse_output_is_sdpas", kernels.output_is_sdpas))
     stack = contextlib.ExitStack()
     for module, name, replacement in names:
         saved = getattr(module, name)
@@ -480,7 +486,7 @@ def section_steps(bench, torch, dev, dtype, n_video):
         configs = {}
         for name, m in models.items():
             for fused in ((False,) if name == "plain" else (False, True)):
-                def step(m=m, latent=latent, fused=fused):
+                def step(m=m, latent=latent, noise=noise, fused=fused):
                     with wired_fused() if fused else contextlib.nullcontext():
                         comfy.sample.sample(m, noise, 1, 5.0, "euler", "simple", cond(1), cond(2), latent, seed=0,
                                             disable_pbar=True)

@@ -2,7 +2,7 @@
 
 Shapes use einops letters as there: b batch, h heads, n video queries, l text keys, d head dim,
 t tracked text columns (the columns some edit blends or records). The explicit chunked path of
-``attention`` stays the reference and the fallback; :func:`kernel_path` says which one runs.
+``attention`` stays the reference and the fallback; :func:`kernels.kernel_path` says which runs.
 
 Why it is exact: every edit is linear in the probability rows. One fused call gives the
 (biased) attention output ``O`` and each row's log-sum-exp ``lse``; a tracked column's
@@ -22,166 +22,26 @@ Matmuls: bf16/fp16 operands with fp32 accumulation on CUDA (fp32 output) and on 
 units (model-dtype output, used only for ``S·V``); column logits are fp32 everywhere, since a
 probability ``exp(logit − lse)`` inherits the logit's absolute error.
 """
-from dataclasses import dataclass
 import logging
 import math
 
 import torch
-from torch.nn.attention import SDPBackend
 
-from .attention import EPS, LOW_PRECISION, joint_attention_text_edit, text_cross_attention
+from .attention import (
+    EPS,
+    LOW_PRECISION,
+    joint_attention_text_edit,
+    text_cross_attention,
+)
+from .kernels import EXPLICIT, MM_OUT_DTYPE, attention_lse, four_dims, kernel_path
 
 log = logging.getLogger(__name__)
 
-EXPLICIT, CPU_FLASH, CUDA_FLASH, CUDA_EFFICIENT, CUDA_CUDNN = (
-    "explicit", "cpu_flash", "cuda_flash", "cuda_efficient", "cuda_cudnn")
 # Query rows per chunk at most (memory caps them further, see _rows): on CPU a chunk's maps should stay
-# near the caches (measured: 1-4k rows best at 512 keys); on a GPU each chunk costs kernel launches.
-CHUNK_ROWS = {"cpu": 2048}
+# near the caches (measured at 512 keys: 1,024 rows best, 2,048 15 % slower); on a GPU each chunk costs kernel launches.
+CHUNK_ROWS = {"cpu": 1024}
 GPU_CHUNK_ROWS = 16384
 MAX_ROUNDING_ERROR = 0.02      # joint bias: kernel output rounding × e^{−min B} may reach this, relative
-
-_FLASH, _EFFICIENT, _CUDNN = (int(SDPBackend.FLASH_ATTENTION), int(SDPBackend.EFFICIENT_ATTENTION),
-                              int(SDPBackend.CUDNN_ATTENTION))
-_OPS = torch.ops.aten
-# The CPU flash kernel takes an additive mask from torch 2.3 on; read the schema, not the version.
-CPU_FLASH_TAKES_MASK = "attn_mask" in str(_OPS._scaled_dot_product_flash_attention_for_cpu.default._schema)
-CUDNN_TAKES_BIAS = (hasattr(_OPS, "_scaled_dot_product_cudnn_attention")
-                    and "attn_bias" in str(_OPS._scaled_dot_product_cudnn_attention.default._schema))
-_MM_OUT_DTYPE = "out_dtype" in (torch.bmm.__doc__ or "")   # CUDA, torch >= 2.8
-
-
-@dataclass(frozen=True)
-class KernelQuery:
-    """What decides the kernel: plain values, so the CUDA choice can be dry-run without a GPU.
-
-    sdpa_choice: the ``SDPBackend`` value ``F.scaled_dot_product_attention`` picks for the host's own
-    call (``torch._fused_sdp_choice``); None where unknown. bias: the call needs an additive
-    [n, l] bias in the kernel (an anchor bias on a cross-attention). masked: a key mask is given.
-    """
-    device: str
-    dtype: torch.dtype
-    head_dim: int
-    value_dim: int
-    last_dim_contiguous: bool
-    bias: bool
-    masked: bool
-    sdpa_choice: int | None
-
-
-def choose_kernel(query: KernelQuery) -> str:
-    """The fused kernel that serves these inputs, or :data:`EXPLICIT`.
-
-    CPU: the flash kernel wherever SDPA itself picks it (a bias needs torch >= 2.3). CUDA: SDPA's own
-    pick where it returns the log-sum-exp and takes what the call needs (cuDNN takes a bias from
-    torch 2.5; flash none); else the memory-efficient kernel, which takes a bias in any float dtype.
-    """
-    fits = query.last_dim_contiguous and query.head_dim == query.value_dim
-    if query.device == "cpu":
-        ok = fits and query.sdpa_choice in (_FLASH, None) and (CPU_FLASH_TAKES_MASK or not (query.bias or query.masked))
-        return CPU_FLASH if ok else EXPLICIT
-    if query.device != "cuda" or not fits:
-        return EXPLICIT
-    needs_bias = query.bias or query.masked
-    low = query.dtype in LOW_PRECISION
-    if query.sdpa_choice == _CUDNN and low and (CUDNN_TAKES_BIAS or not needs_bias):
-        return CUDA_CUDNN
-    if query.sdpa_choice in (_FLASH, None) and low and not needs_bias and query.head_dim % 8 == 0 \
-            and query.head_dim <= 256:
-        return CUDA_FLASH
-    if query.dtype in (torch.float32, *LOW_PRECISION) and query.head_dim % (4 if query.dtype == torch.float32 else 8) == 0:
-        return CUDA_EFFICIENT
-    return EXPLICIT
-
-
-def kernel_path(q, k, v, key_mask=None, bias: bool = False) -> str:
-    """:func:`choose_kernel` for these tensors (logged at debug level)."""
-    choice, key_mask = None, _four_dims(key_mask)
-    if q.device.type in ("cpu", "cuda"):
-        choice = torch._fused_sdp_choice(q, k, v, attn_mask=key_mask)
-    path = choose_kernel(KernelQuery(q.device.type, q.dtype, q.shape[-1], v.shape[-1],
-                                     all(t.stride(-1) == 1 for t in (q, k, v)), bias, key_mask is not None, choice))
-    log.debug("focal attention: %s kernel for q %s %s (SDPA picks %s, bias %s, mask %s)", path, tuple(q.shape),
-              q.dtype, choice, bias, key_mask is not None)
-    return path
-
-
-def output_is_sdpas(q, k, v, key_mask=None) -> bool:
-    """Whether the kernel :func:`kernel_path` picks without a bias is SDPA's own for these inputs, so
-    its output is ``F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask)`` bit for bit: by
-    construction for the CPU flash, CUDA flash and memory-efficient kernels (SDPA calls the same op);
-    for cuDNN checked once per input signature (:func:`_cudnn_output_is_sdpas`)."""
-    key_mask = _four_dims(key_mask)
-    path = kernel_path(q, k, v, key_mask)
-    if q.device.type == "cpu":
-        return path == CPU_FLASH
-    if not q.is_cuda:
-        return False
-    choice = torch._fused_sdp_choice(q, k, v, attn_mask=key_mask)
-    if (path, choice) == (CUDA_CUDNN, _CUDNN):
-        return _cudnn_output_is_sdpas(q, k, v, key_mask)
-    return (path, choice) in ((CUDA_FLASH, _FLASH), (CUDA_EFFICIENT, _EFFICIENT))
-
-
-_CUDNN_CHECKED = {}
-
-
-def _cudnn_output_is_sdpas(q, k, v, key_mask) -> bool:
-    """SDPA runs cuDNN's graph without the log-sum-exp output, so the graph that gives it may be
-    another engine: whether its output equals SDPA's is run once per input signature (shapes,
-    strides, dtypes, device) on the real inputs, both ways, and remembered."""
-    signature = (q.device, *((tuple(t.shape), t.stride(), t.dtype) for t in (q, k, v) if t is not None),
-                 None if key_mask is None else (tuple(key_mask.shape), key_mask.stride(), key_mask.dtype))
-    if signature not in _CUDNN_CHECKED:
-        out, _ = attention_lse(q, k, v, CUDA_CUDNN, key_mask)
-        same = torch.equal(out, torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=key_mask))
-        _CUDNN_CHECKED[signature] = same
-        log.debug("focal attention: cuDNN with its log-sum-exp %s SDPA's output for %s", "gives" if same else
-                  "does not give", signature)
-    return _CUDNN_CHECKED[signature]
-
-
-def attention_lse(q, k, v, path: str, mask=None):
-    """``(out, lse)`` of ``softmax(q·kᵀ/√d + mask)·v`` on the named kernel; ``lse [b, h, n]`` fp32.
-
-    mask: additive, broadcastable to [b, h, n, l] (fp32 or q's dtype), or None.
-    """
-    b, h, n, _ = q.shape
-    if path == CPU_FLASH:
-        if mask is not None and mask.dtype not in (torch.float32, q.dtype):
-            mask = mask.float()
-        return _OPS._scaled_dot_product_flash_attention_for_cpu(q, k, v, attn_mask=mask)[:2]
-    if path == CUDA_FLASH:
-        return _OPS._scaled_dot_product_flash_attention(q, k, v)[:2]
-    bias = None if mask is None else _kernel_bias(mask, q, k.shape[-2])
-    if path == CUDA_EFFICIENT:
-        out, lse = _OPS._scaled_dot_product_efficient_attention(q, k, v, bias, True)[:2]
-        return out, lse[..., :n]
-    if path == CUDA_CUDNN:
-        try:
-            out, lse = _OPS._scaled_dot_product_cudnn_attention(q, k, v, bias, True)[:2]
-            return out, lse.reshape(b, h, n)
-        except RuntimeError as err:   # a bias layout or size this cuDNN build refuses
-            log.debug("focal attention: cuDNN refused (%s); memory-efficient kernel instead", err)
-            return attention_lse(q, k, v, CUDA_EFFICIENT, mask)
-    raise ValueError(f"no fused kernel named {path!r}")
-
-
-def _kernel_bias(mask, q, l):
-    """A CUDA kernel's bias: q's dtype, viewed as [b, h, n, l], each row 16-element aligned as the
-    kernels require; its broadcast dims (batch, heads, a key mask's rows) stay stride 0, so neither a
-    per-head copy nor, for a joint key mask, an [n, n] one is formed."""
-    b, h, n, _ = q.shape
-    lead = mask.shape[:-1]
-    padded = -(-l // 16) * 16
-    bias = torch.empty(*lead, padded, dtype=q.dtype, device=q.device)[..., :l]
-    bias.copy_(mask.expand(*lead, l))
-    return bias.expand(b, h, n, l)
-
-
-def _four_dims(mask):
-    """An additive key mask ([l], [1, l], ...) with the leading dims SDPA's kernels expect."""
-    return None if mask is None else mask.reshape((1,) * (4 - mask.ndim) + tuple(mask.shape))
 
 
 def _columns(index, l, device):
@@ -219,7 +79,8 @@ class _FusedPlan:
         """Places of ``columns`` among the tracked ones; None where they are all of them, in order
         (a recording of every tracked column then takes no gather copy)."""
         places = self.where[columns]
-        every = len(places) == len(self.tracked) and bool((places == torch.arange(len(places), device=places.device)).all())
+        in_order = torch.arange(len(places), device=places.device)
+        every = len(places) == len(self.tracked) and bool((places == in_order).all())
         return None if every else places
 
     def bias_rows(self, start, stop, l, key_mask):
@@ -265,7 +126,7 @@ def _matmul_dtype(t):
 def _mm_f32(a, b):
     """``a @ b`` as fp32: fp32 output from 16-bit operands where torch has it (CUDA), else the
     operands' own output upcast (16-bit CPU units accumulate in fp32 and round once)."""
-    if a.dtype in LOW_PRECISION and a.is_cuda and _MM_OUT_DTYPE and a.ndim == b.ndim == 2:
+    if a.dtype in LOW_PRECISION and a.is_cuda and MM_OUT_DTYPE and a.ndim == b.ndim == 2:
         return torch.mm(a, b, out_dtype=torch.float32)
     return torch.matmul(a, b).float()
 
@@ -353,6 +214,7 @@ class _TextKeys:
         b, h, l, d = v.shape
         self.plan, self.scale, self.mm_dtype = plan, 1.0 / math.sqrt(d), _matmul_dtype(q)
         self.k_t = k[..., plan.tracked, :]
+        self.kt_scaled = (self.k_t.float() * self.scale).transpose(-1, -2).contiguous()
         self.v_t = v[..., plan.tracked, :].float()
         self.v_mm = v.to(self.mm_dtype) if plan.full_sources else None
         # a head-shared source multiplies all heads' values in one [rows, l] × [l, b·h·d] GEMM
@@ -370,15 +232,15 @@ class _TextKeys:
         t = self.k_t.shape[-2]
         if not t:
             return lse_c.new_empty(b, h, rows, 0)
-        k_t = self.k_t.expand(b, h, t, d).reshape(-1, t, d).transpose(1, 2)
-        if qc.is_cuda and qc.dtype in LOW_PRECISION and _MM_OUT_DTYPE:
-            logits = torch.bmm(qc.reshape(-1, rows, d), k_t, out_dtype=torch.float32).mul_(self.scale) \
-                .sub_(lse_c.reshape(-1, rows, 1))
-        else:   # one GEMM writes logit·scale − lse: no pass of its own for either
-            logits = torch.baddbmm(lse_c.reshape(-1, rows, 1).neg().expand(-1, rows, t), qc.reshape(-1, rows, d).float(),
-                                   k_t.float(), alpha=self.scale)
-        logits = logits.view(b, h, rows, t)
-        return logits if mask is None else logits.add_(mask[..., self.plan.tracked].float())
+        if qc.is_cuda and qc.dtype in LOW_PRECISION and MM_OUT_DTYPE:
+            k_t = self.k_t.expand(b, h, t, d).reshape(-1, t, d).transpose(1, 2)
+            logits = torch.bmm(qc.reshape(-1, rows, d), k_t, out_dtype=torch.float32).view(b, h, rows, t) \
+                .mul_(self.scale)
+        else:
+            logits = torch.matmul(qc.float(), self.kt_scaled)
+        if mask is not None:
+            logits.add_(mask[..., self.plan.tracked].float())
+        return logits.sub_(lse_c[..., None])
 
     def sources_times_values(self, start, stop):
         """``S_i·V`` [b, h, rows, d] fp32 for each full blend's source."""
@@ -440,7 +302,7 @@ def fused_text_cross_attention(q, k, v, edits, key_mask=None, chunk_size: int | 
     path = kernel_path(q, k, v, key_mask, bias=bool(plan.biases))
     if path == EXPLICIT:
         return text_cross_attention(q, k, v, edits, key_mask=key_mask, need_output=need_output)
-    mask = None if key_mask is None else _four_dims(key_mask).to(q.device, torch.float32)
+    mask = None if key_mask is None else four_dims(key_mask).to(q.device, torch.float32)
     whole = None if plan.biases else attention_lse(q, k, v, path, mask)
     if whole is not None and not plan.changes_output and not len(plan.tracked):
         return whole[0] if need_output else None, plan.recorded()
@@ -487,7 +349,7 @@ def fused_joint_attention_text_edit(q, k, v, n_video: int, edits, key_mask=None,
     b, h, total, d = q.shape
     l = total - n_video
     plan = _FusedPlan(edits, q.device, n_video, l, track_bias=True)
-    key_mask = _four_dims(key_mask)
+    key_mask = four_dims(key_mask)
     path = kernel_path(q, k, v, key_mask)
     k_txt, v_txt = k[..., n_video:, :], v[..., n_video:, :]
     text_mask = None if key_mask is None else key_mask[..., n_video:]

@@ -16,14 +16,31 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from focal_guidance.focal_core import kernels
+from focal_guidance.focal_core.attention import (
+    TextEdit,
+    joint_attention_text_edit,
+    text_cross_attention,
+)
+from focal_guidance.focal_core.fused import (
+    fused_joint_attention_text_edit,
+    fused_text_cross_attention,
+)
+from focal_guidance.focal_core.kernels import (
+    CPU_FLASH,
+    CUDA_CUDNN,
+    CUDA_EFFICIENT,
+    CUDA_FLASH,
+    EXPLICIT,
+    KernelQuery,
+    choose_kernel,
+    kernel_path,
+    output_is_sdpas,
+)
 from torch.nn.attention import SDPBackend
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from focal_guidance.focal_core import fused
-from focal_guidance.focal_core.attention import TextEdit, joint_attention_text_edit, text_cross_attention
-from focal_guidance.focal_core.fused import (
-    CPU_FLASH, CUDA_CUDNN, CUDA_EFFICIENT, CUDA_FLASH, EXPLICIT, KernelQuery, choose_kernel,
-    fused_joint_attention_text_edit, fused_text_cross_attention, kernel_path, output_is_sdpas)
+LOGGER = "focal_guidance.focal_core"   # both modules log the path they take under it
 
 H, D, N, L = 3, 16, 67, 13          # odd query count, several heads
 OUT_TOL = {torch.float32: 1e-5, torch.bfloat16: 2e-2, torch.float16: 3e-3}
@@ -161,7 +178,7 @@ def test_inputs_no_fused_kernel_takes_run_the_explicit_path_itself():
 
 def test_the_path_taken_is_logged_at_debug_level(caplog):
     q, k, v = inputs(torch.bfloat16)
-    with caplog.at_level(logging.DEBUG, logger=fused.log.name):
+    with caplog.at_level(logging.DEBUG, logger=LOGGER):
         fused_text_cross_attention(q, k, v, cross_edits("weak"))
     assert any("cpu_flash kernel" in r.getMessage() and "bias True" in r.getMessage() for r in caplog.records)
 
@@ -213,7 +230,7 @@ def test_joint_edit_equals_the_explicit_reference(kind, masked, dtype, caplog):
     q, k, v, mask = joint_inputs(dtype, masked)
     edits = joint_edits(kind)
     reference = joint_attention_text_edit(q.clone(), k, v, N_VIDEO, edits, key_mask=mask, chunk_size=7)
-    with caplog.at_level(logging.DEBUG, logger=fused.log.name):
+    with caplog.at_level(logging.DEBUG, logger=LOGGER):
         for chunk in (16, None):
             assert_same(fused_joint_attention_text_edit(q, k, v, N_VIDEO, edits, key_mask=mask, chunk_size=chunk),
                         reference, dtype)
@@ -236,7 +253,7 @@ def test_a_strongly_negative_joint_bias_in_16_bits_runs_the_explicit_path(dtype,
     q, k, v, mask = joint_inputs(dtype, True)
     edits = [TextEdit(bias=torch.full((N_VIDEO, 3), -3.0), bias_columns=torch.tensor([1, 4, 6]),
                       record_columns=slice(None))]
-    with caplog.at_level(logging.DEBUG, logger=fused.log.name):
+    with caplog.at_level(logging.DEBUG, logger=LOGGER):
         result = fused_joint_attention_text_edit(q, k, v, N_VIDEO, edits, key_mask=mask)
     assert any("explicit" in r.getMessage() for r in caplog.records) == falls_back
     assert_same(result, joint_attention_text_edit(q, k, v, N_VIDEO, edits, key_mask=mask), dtype)
@@ -254,23 +271,23 @@ def test_joint_bias_far_beyond_exp_range_stays_exact():
 
 # ---- which kernel: plain logic, so the CUDA choice is checked without a GPU ----
 
-def query(device="cuda", dtype=torch.bfloat16, head_dim=128, bias=False, masked=False, choice=int(SDPBackend.FLASH_ATTENTION),
-          contiguous=True):
+def query(device="cuda", dtype=torch.bfloat16, head_dim=128, bias=False, masked=False,
+          choice=int(SDPBackend.FLASH_ATTENTION), contiguous=True):
     return KernelQuery(device, dtype, head_dim, head_dim, contiguous, bias, masked, choice)
 
 
 @pytest.mark.parametrize("case, expected", [
-    (dict(), CUDA_FLASH),                                                         # Wan record / Hunyuan, Ampere
-    (dict(bias=True), CUDA_EFFICIENT),                                            # Wan weak: flash takes no bias
-    (dict(masked=True), CUDA_EFFICIENT),
-    (dict(choice=int(SDPBackend.CUDNN_ATTENTION)), CUDA_CUDNN),                   # Hopper: SDPA picks cuDNN
-    (dict(dtype=torch.float32), CUDA_EFFICIENT),                                  # flash and cuDNN are 16-bit only
-    (dict(dtype=torch.float32, head_dim=6), EXPLICIT),                            # memory-efficient needs d % 4
-    (dict(head_dim=320), CUDA_EFFICIENT),                                         # flash needs d <= 256
-    (dict(contiguous=False), EXPLICIT),
-    (dict(device="mps"), EXPLICIT),
-    (dict(device="cpu", bias=True), CPU_FLASH),
-    (dict(device="cpu", choice=int(SDPBackend.MATH)), EXPLICIT),                  # inputs SDPA would not fuse
+    ({}, CUDA_FLASH),                                                         # Wan record / Hunyuan, Ampere
+    ({"bias": True}, CUDA_EFFICIENT),                                            # Wan weak: flash takes no bias
+    ({"masked": True}, CUDA_EFFICIENT),
+    ({"choice": int(SDPBackend.CUDNN_ATTENTION)}, CUDA_CUDNN),                   # Hopper: SDPA picks cuDNN
+    ({"dtype": torch.float32}, CUDA_EFFICIENT),                                  # flash and cuDNN are 16-bit only
+    ({"dtype": torch.float32, "head_dim": 6}, EXPLICIT),                            # memory-efficient needs d % 4
+    ({"head_dim": 320}, CUDA_EFFICIENT),                                         # flash needs d <= 256
+    ({"contiguous": False}, EXPLICIT),
+    ({"device": "mps"}, EXPLICIT),
+    ({"device": "cpu", "bias": True}, CPU_FLASH),
+    ({"device": "cpu", "choice": int(SDPBackend.MATH)}, EXPLICIT),                  # inputs SDPA would not fuse
 ])
 def test_kernel_choice(case, expected):
     assert choose_kernel(query(**case)) == expected
@@ -278,14 +295,14 @@ def test_kernel_choice(case, expected):
 
 def test_cudnn_serves_a_bias_only_where_torch_gives_it_one():
     chosen = choose_kernel(query(bias=True, choice=int(SDPBackend.CUDNN_ATTENTION)))
-    assert chosen == (CUDA_CUDNN if fused.CUDNN_TAKES_BIAS else CUDA_EFFICIENT)
+    assert chosen == (CUDA_CUDNN if kernels.CUDNN_TAKES_BIAS else CUDA_EFFICIENT)
 
 
 def test_kernel_bias_is_aligned_and_never_materialises_broadcast_dims():
     """The CUDA kernels' bias layout, built on CPU: rows 16-element aligned, broadcast dims stride 0."""
     q = torch.zeros(2, 4, 9, 8)
     mask = torch.randn(1, 1, 1, 13)
-    bias = fused._kernel_bias(mask, q, 13)
+    bias = kernels._kernel_bias(mask, q, 13)
     assert bias.shape == (2, 4, 9, 13) and bias.stride()[:3] == (0, 0, 0) and bias.stride(-1) == 1
     assert bias.untyped_storage().nbytes() == 16 * 4
     assert torch.equal(bias, mask.expand(2, 4, 9, 13))
