@@ -16,29 +16,15 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from focal_guidance.focal_core import kernels
-from focal_guidance.focal_core.attention import (
-    TextEdit,
-    joint_attention_text_edit,
-    text_cross_attention,
-)
-from focal_guidance.focal_core.fused import (
-    fused_joint_attention_text_edit,
-    fused_text_cross_attention,
-)
-from focal_guidance.focal_core.kernels import (
-    CPU_FLASH,
-    CUDA_CUDNN,
-    CUDA_EFFICIENT,
-    CUDA_FLASH,
-    EXPLICIT,
-    KernelQuery,
-    choose_kernel,
-    kernel_path,
-    output_is_sdpas,
-)
 from torch.nn.attention import SDPBackend
-from torch.utils._python_dispatch import TorchDispatchMode
+
+from focal_guidance.focal_core import kernels
+from focal_guidance.focal_core.attention import TextEdit, joint_attention_text_edit, text_cross_attention
+from focal_guidance.focal_core.fused import fused_joint_attention_text_edit, fused_text_cross_attention
+from focal_guidance.focal_core.kernels import (
+    CPU_FLASH, CUDA_CUDNN, CUDA_EFFICIENT, CUDA_FLASH, EXPLICIT, KernelQuery, choose_kernel, kernel_path,
+    output_is_sdpas)
+from test_attention_memory import LargestTensor, peak_bytes   # the explicit path's memory probes
 
 LOGGER = "focal_guidance.focal_core"   # both modules log the path they take under it
 
@@ -310,19 +296,6 @@ def test_kernel_bias_is_aligned_and_never_materialises_broadcast_dims():
 
 # ---- memory: no N×N map, no per-head fp32 [n, l] map beyond one chunk ----
 
-class LargestTensor(TorchDispatchMode):
-    def __init__(self):
-        super().__init__()
-        self.numel, self.op = 0, None
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        for t in out if isinstance(out, (tuple, list)) else (out,):
-            if isinstance(t, torch.Tensor) and t.numel() > self.numel:
-                self.numel, self.op = t.numel(), func
-        return out
-
-
 def memory_edits(kind, n, l):
     gen = torch.Generator().manual_seed(2)
     columns = torch.tensor([1, 4, 9])
@@ -353,19 +326,6 @@ def test_joint_edit_allocates_nothing_of_size_n_by_n(kind):
     with LargestTensor() as seen:
         fused_joint_attention_text_edit(q, k, v, N_VIDEO, joint_edits(kind), key_mask=mask, chunk_size=16)
     assert seen.numel < total * total, (kind, seen.op, seen.numel)
-
-
-def peak_bytes(fn):
-    """Largest net allocation during ``fn`` (torch.profiler's allocation events)."""
-    from torch.profiler import ProfilerActivity, profile
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn()
-    now = top = 0
-    for e in sorted((e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"),
-                    key=lambda e: e.start_ns()):
-        now += e.nbytes()
-        top = max(top, now)
-    return top
 
 
 @pytest.mark.parametrize("kind", ["weak", "probe"])
