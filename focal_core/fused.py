@@ -242,6 +242,22 @@ class _TextKeys:
             logits.add_(mask[..., self.plan.tracked].float())
         return logits.sub_(lse_c[..., None])
 
+    def blend_in_place_(self, out_c, start, stop):
+        """``O ← r·O + Σ β_i·S_i·V`` on a token-major kernel output chunk, in place: one GEMM
+        ``C = β·C + α·A·B`` per cache, which reads the output once and writes it once. For blends into
+        every column with head-shared caches and no column tracked (the default weak edit)."""
+        r, betas = 1.0, []
+        for _, alpha, _ in self.plan.blends:
+            betas = [beta * (1 - alpha) for beta in betas] + [alpha]
+            r *= 1 - alpha
+        b, h, rows, d = out_c.shape
+        for i, (source, beta) in enumerate(zip(self.plan.full_sources, betas)):
+            source_rows = source[start:stop].to(self.mm_dtype)
+            for row in range(b):
+                out_c[row].transpose(0, 1).view(rows, h * d).addmm_(
+                    source_rows, self.v_flat[:, row * h * d:(row + 1) * h * d], beta=r if i == 0 else 1.0, alpha=beta)
+        return out_c
+
     def sources_times_values(self, start, stop):
         """``S_i·V`` [b, h, rows, d] fp32 for each full blend's source."""
         b, h, _, d = self.v_mm.shape if self.v_mm is not None else (0, 0, 0, 0)
@@ -300,7 +316,7 @@ def fused_text_cross_attention(q, k, v, edits, key_mask=None, chunk_size: int | 
     l = k.shape[-2]
     plan = _FusedPlan(edits, q.device, n, l)
     path = kernel_path(q, k, v, key_mask, bias=bool(plan.biases))
-    if path == EXPLICIT:
+    if path == EXPLICIT or _blend_costs_a_gemm(plan, q):
         return text_cross_attention(q, k, v, edits, key_mask=key_mask, need_output=need_output)
     mask = None if key_mask is None else four_dims(key_mask).to(q.device, torch.float32)
     whole = None if plan.biases else attention_lse(q, k, v, path, mask)
@@ -308,23 +324,50 @@ def fused_text_cross_attention(q, k, v, edits, key_mask=None, chunk_size: int | 
         return whole[0] if need_output else None, plan.recorded()
     keys = _TextKeys(plan, q, k, v)
     own = need_output and plan.changes_output
-    rows = _rows(q, b * h * d * q.element_size(), keys.row_bytes(b, h, d, l, bool(plan.biases), own), chunk_size)
+    # the default weak edit (no column tracked, head-shared caches): the blends go into the kernel's output
+    # in place, one GEMM per cache, where the hardware multiplies the model dtype
+    in_place = own and not len(plan.tracked) and keys.mm_dtype == q.dtype and \
+        all(s.ndim == 2 for s in plan.full_sources)
+    temp = l * 8 if in_place else keys.row_bytes(b, h, d, l, bool(plan.biases), own)
+    rows = _rows(q, b * h * d * q.element_size(), temp, chunk_size)
+    whole_out = None if whole is None else whole[0]
     out = None
-    if own:   # the kernel's own output buffer takes the edited rows where its layout allows
-        out = whole[0] if whole is not None and _token_major(whole[0]) else \
-            torch.empty(b, n, h, d, dtype=q.dtype, device=q.device).transpose(1, 2)
+    if own and whole_out is not None and _token_major(whole_out):
+        out = whole_out   # its chunks are views: edited in place or written back
+    elif own and rows < n:
+        out = torch.empty(b, n, h, d, dtype=q.dtype, device=q.device).transpose(1, 2)
     for start in range(0, n, rows):
         stop = min(start + rows, n)
         qc = q[..., start:stop, :]
         chunk_mask = plan.bias_rows(start, stop, l, mask) if plan.biases else mask
         out_c, lse_c = attention_lse(qc, k, v, path, chunk_mask) if whole is None else \
-            (whole[0][..., start:stop, :], whole[1][..., start:stop])
-        edited = keys.edited_rows(keys.logits(qc, chunk_mask, lse_c), 1.0, start, stop)
-        if own:
-            out[..., start:stop, :] = keys.output(edited, out_c, edited.r, start, stop)
+            (whole_out[..., start:stop, :], whole[1][..., start:stop])
+        if in_place and _token_major(out_c):
+            result = keys.blend_in_place_(out_c, start, stop)
+        else:
+            edited = keys.edited_rows(keys.logits(qc, chunk_mask, lse_c), 1.0, start, stop)
+            if not own:
+                continue
+            result = keys.output(edited, out_c, edited.r, start, stop)
+        if out is None:   # one chunk: its result is the output
+            out = result if result is out_c else \
+                torch.empty(b, n, h, d, dtype=q.dtype, device=q.device).transpose(1, 2).copy_(result)
+        elif not (result is out_c and out is whole_out):
+            out[..., start:stop, :] = result
     if need_output and not own:
-        out = whole[0]
+        out = whole_out
     return out, plan.recorded()
+
+
+def _blend_costs_a_gemm(plan, q) -> bool:
+    """Whether a blend into every column is cheaper explicit: the explicit path folds ``S`` into its own
+    ``P·V``, the fused one adds an ``S·V`` GEMM, half the kernel's FLOPs, which costs its time where
+    matmuls run in fp32 on a CPU (measured at N = 32,760: +80 % of the call) and little where memory
+    traffic, not FLOPs, bounds the call (CUDA, CPUs with bf16 units)."""
+    costly = bool(plan.full_sources) and q.device.type == "cpu" and _matmul_dtype(q) == torch.float32
+    if costly:
+        log.debug("focal attention: explicit path, a blend into every column in fp32 on CPU")
+    return costly
 
 
 def _low_rank_bias_fits(edits, dtype) -> bool:
@@ -354,7 +397,8 @@ def fused_joint_attention_text_edit(q, k, v, n_video: int, edits, key_mask=None,
     k_txt, v_txt = k[..., n_video:, :], v[..., n_video:, :]
     text_mask = None if key_mask is None else key_mask[..., n_video:]
     text_path = kernel_path(q[..., :n_video, :], k_txt, v_txt, text_mask) if plan.changes_output else path
-    if EXPLICIT in (path, text_path) or (plan.biases and not _low_rank_bias_fits(edits, q.dtype)):
+    if EXPLICIT in (path, text_path) or (plan.biases and not _low_rank_bias_fits(edits, q.dtype)) \
+            or _blend_costs_a_gemm(plan, q):
         log.debug("focal attention: joint edit on the explicit path")
         return joint_attention_text_edit(q, k, v, n_video, edits, key_mask=key_mask)
     out, lse = attention_lse(q, k, v, path, key_mask)

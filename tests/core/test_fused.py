@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend
 
-from focal_guidance.focal_core import kernels
+from focal_guidance.focal_core import fused, kernels
 from focal_guidance.focal_core.attention import TextEdit, joint_attention_text_edit, text_cross_attention
 from focal_guidance.focal_core.fused import fused_joint_attention_text_edit, fused_text_cross_attention
 from focal_guidance.focal_core.kernels import (
@@ -29,6 +29,13 @@ from test_attention_memory import LargestTensor, peak_bytes   # the explicit pat
 LOGGER = "focal_guidance.focal_core"   # both modules log the path they take under it
 
 H, D, N, L = 3, 16, 67, 13          # odd query count, several heads
+
+
+@pytest.fixture
+def every_edit_fused(monkeypatch):
+    """The equality tests check the fused math on every host: this lifts the cost rule that sends a
+    blend into every column to the explicit path where matmuls run in fp32 on CPU (tested below)."""
+    monkeypatch.setattr(fused, "_blend_costs_a_gemm", lambda plan, q: False)
 OUT_TOL = {torch.float32: 1e-5, torch.bfloat16: 2e-2, torch.float16: 3e-3}
 REC_TOL = {torch.float32: (1e-6, 1e-5), torch.bfloat16: (1e-5, 1e-4), torch.float16: (1e-5, 1e-4)}
 DTYPES = [torch.float32, torch.bfloat16, torch.float16]
@@ -99,7 +106,7 @@ def assert_same(fused_result, reference, dtype):
 @pytest.mark.parametrize("dtype", DTYPES, ids=["fp32", "bf16", "fp16"])
 @pytest.mark.parametrize("masked", [False, True], ids=["no mask", "key mask"])
 @pytest.mark.parametrize("kind", CROSS_KINDS)
-def test_cross_attention_equals_the_explicit_reference(kind, masked, dtype):
+def test_cross_attention_equals_the_explicit_reference(kind, masked, dtype, every_edit_fused):
     q, k, v = inputs(dtype)
     edits, mask = cross_edits(kind), key_mask(L, masked)
     assert kernel_path(q, k, v, mask, bias=kind in ("weak", "bias only")) == CPU_FLASH
@@ -111,14 +118,14 @@ def test_cross_attention_equals_the_explicit_reference(kind, masked, dtype):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
-def test_cross_attention_batch_of_two_equals_the_reference(dtype):
+def test_cross_attention_batch_of_two_equals_the_reference(dtype, every_edit_fused):
     q, k, v = inputs(dtype, batch=2, seed=3)
     edits = cross_edits("composed")
     assert_same(fused_text_cross_attention(q, k, v, edits, key_mask=key_mask(L, True), chunk_size=20),
                 text_cross_attention(q, k, v, edits, key_mask=key_mask(L, True)), dtype)
 
 
-def test_weak_edit_is_the_biased_kernel_plus_the_cache_times_values():
+def test_weak_edit_is_the_biased_kernel_plus_the_cache_times_values(every_edit_fused):
     """The default weak edit, written out: (1-α)·SDPA(q, k, v, attn_mask = B) + α·S·V."""
     q, k, v = inputs(torch.float32)
     (edit,) = cross_edits("weak")
@@ -129,7 +136,7 @@ def test_weak_edit_is_the_biased_kernel_plus_the_cache_times_values():
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
 
 
-def test_output_is_a_heads_view_of_a_token_major_buffer():
+def test_output_is_a_heads_view_of_a_token_major_buffer(every_edit_fused):
     """Like the explicit path's: the Wan family's merge of the heads back to [b, n, h·d] is a view."""
     out, _ = fused_text_cross_attention(*inputs(torch.float32), cross_edits("weak"), chunk_size=16)
     merged = out.transpose(1, 2).reshape(1, N, H * D)
@@ -160,6 +167,26 @@ def test_inputs_no_fused_kernel_takes_run_the_explicit_path_itself():
     out, recorded = fused_text_cross_attention(q, k, v, edits)
     ref_out, ref_recorded = text_cross_attention(q, k, v, edits)
     assert torch.equal(out, ref_out) and all(torch.equal(a, b) for a, b in zip(recorded, ref_recorded) if a is not None)
+
+
+@pytest.mark.parametrize("family", ["cross", "joint"])
+def test_a_full_blend_in_fp32_on_cpu_runs_the_explicit_path(family, caplog):
+    """There the explicit path folds the cache into its own P·V; the fused one would add an S·V GEMM
+    (half the kernel's FLOPs). Its results are then the explicit path's own, bit for bit."""
+    if family == "cross":
+        q, k, v = inputs(torch.float32)
+        edits = cross_edits("weak")
+        run_fused, run_reference = (lambda: fused_text_cross_attention(q, k, v, edits),
+                                    lambda: text_cross_attention(q, k, v, edits))
+    else:
+        q, k, v, mask = joint_inputs(torch.float32, True)
+        edits = joint_edits("weak")
+        run_fused, run_reference = (lambda: fused_joint_attention_text_edit(q, k, v, N_VIDEO, edits, key_mask=mask),
+                                    lambda: joint_attention_text_edit(q, k, v, N_VIDEO, edits, key_mask=mask))
+    with caplog.at_level(logging.DEBUG, logger=LOGGER):
+        out, _ = run_fused()
+    assert any("fp32 on CPU" in r.getMessage() for r in caplog.records)
+    assert torch.equal(out, run_reference()[0])
 
 
 def test_the_path_taken_is_logged_at_debug_level(caplog):
@@ -212,10 +239,10 @@ JOINT_KINDS = ["weak", "bias, recorded", "blend, recorded", "keyword-columns ble
 @pytest.mark.parametrize("dtype", DTYPES, ids=["fp32", "bf16", "fp16"])
 @pytest.mark.parametrize("masked", [False, True], ids=["no mask", "key mask"])
 @pytest.mark.parametrize("kind", JOINT_KINDS)
-def test_joint_edit_equals_the_explicit_reference(kind, masked, dtype, caplog):
+def test_joint_edit_equals_the_explicit_reference(kind, masked, dtype, caplog, every_edit_fused):
     q, k, v, mask = joint_inputs(dtype, masked)
     edits = joint_edits(kind)
-    reference = joint_attention_text_edit(q.clone(), k, v, N_VIDEO, edits, key_mask=mask, chunk_size=7)
+    reference = joint_attention_text_edit(q, k, v, N_VIDEO, edits, key_mask=mask, chunk_size=7)
     with caplog.at_level(logging.DEBUG, logger=LOGGER):
         for chunk in (16, None):
             assert_same(fused_joint_attention_text_edit(q, k, v, N_VIDEO, edits, key_mask=mask, chunk_size=chunk),
@@ -308,7 +335,7 @@ def memory_edits(kind, n, l):
 
 
 @pytest.mark.parametrize("kind", ["weak", "source", "keyword-columns blend", "probe"])
-def test_cross_attention_forms_no_per_head_map_beyond_one_chunk(kind):
+def test_cross_attention_forms_no_per_head_map_beyond_one_chunk(kind, every_edit_fused):
     """n = 600 rows of 64 keys, 3 heads of 16, chunks of 64 rows: nothing larger than a head-mean
     [n, l] map (the cache, or a source's recording) or the output is formed; a per-head [n, l] map
     would be three times that."""
@@ -320,7 +347,7 @@ def test_cross_attention_forms_no_per_head_map_beyond_one_chunk(kind):
 
 
 @pytest.mark.parametrize("kind", JOINT_KINDS)
-def test_joint_edit_allocates_nothing_of_size_n_by_n(kind):
+def test_joint_edit_allocates_nothing_of_size_n_by_n(kind, every_edit_fused):
     q, k, v, mask = joint_inputs(torch.float32, True)
     total = N_VIDEO + N_TEXT
     with LargestTensor() as seen:
@@ -329,7 +356,7 @@ def test_joint_edit_allocates_nothing_of_size_n_by_n(kind):
 
 
 @pytest.mark.parametrize("kind", ["weak", "probe"])
-def test_edited_calls_peak_at_most_twice_the_unedited_call(kind):
+def test_edited_calls_peak_at_most_twice_the_unedited_call(kind, every_edit_fused):
     """Wan- and HunyuanVideo-shaped calls (head dim 128, 512 / 64 text keys), bf16 as on a GPU."""
     gen = torch.Generator().manual_seed(1)
     n, heads, n_text = 1024, 2, 512
