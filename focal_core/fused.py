@@ -38,7 +38,8 @@ from .kernels import EXPLICIT, MM_OUT_DTYPE, attention_lse, four_dims, kernel_pa
 log = logging.getLogger(__name__)
 
 # Query rows per chunk at most (memory caps them further, see _rows): on CPU a chunk's maps should stay
-# near the caches (measured at 512 keys: 1,024 rows best, 2,048 15 % slower); on a GPU each chunk costs kernel launches.
+# near the caches (measured at 512 keys: 1,024 rows best, 2,048 15 % slower); on a GPU each chunk costs
+# kernel launches.
 CHUNK_ROWS = {"cpu": 1024}
 GPU_CHUNK_ROWS = 16384
 MAX_ROUNDING_ERROR = 0.02      # joint bias: kernel output rounding × e^{−min B} may reach this, relative

@@ -382,3 +382,40 @@ def test_scale_matches_the_kernels():
     q, k, v = inputs(torch.float32)
     _, (rec,) = fused_text_cross_attention(q, k, v, [TextEdit(record_columns=slice(None), record_per_head=True)])
     torch.testing.assert_close(rec, torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(D), -1), atol=1e-6, rtol=1e-5)
+
+
+# ---- CUDA (skipped without a GPU; never run in the session that wrote them) ----
+
+CUDA_DTYPES = [torch.float32, torch.bfloat16, torch.float16]
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(),
+                                reason="needs a CUDA device; the CPU tests cover the math")
+
+
+@needs_cuda
+@pytest.mark.parametrize("dtype", CUDA_DTYPES, ids=["fp32", "bf16", "fp16"])
+@pytest.mark.parametrize("kind", CROSS_KINDS)
+def test_cuda_cross_attention_equals_the_explicit_reference(kind, dtype):
+    q, k, v = (t.cuda() for t in inputs(dtype))   # 13 keys: the bias rows need the 16-element padding
+    edits = cross_edits(kind)
+    assert kernel_path(q, k, v, bias=kind in ("weak", "bias only")) != EXPLICIT
+    for need_output in (True, False):
+        assert_same(fused_text_cross_attention(q, k, v, edits, need_output=need_output),
+                    text_cross_attention(q, k, v, edits, need_output=need_output), dtype)
+
+
+@needs_cuda
+@pytest.mark.parametrize("dtype", CUDA_DTYPES, ids=["fp32", "bf16", "fp16"])
+@pytest.mark.parametrize("kind", JOINT_KINDS)
+def test_cuda_joint_edit_equals_the_explicit_reference(kind, dtype):
+    q, k, v, mask = (t.cuda() for t in joint_inputs(dtype, True))
+    edits = joint_edits(kind)
+    assert_same(fused_joint_attention_text_edit(q, k, v, N_VIDEO, edits, key_mask=mask),
+                joint_attention_text_edit(q, k, v, N_VIDEO, edits, key_mask=mask), dtype)
+
+
+@needs_cuda
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+def test_cuda_recording_returns_sdpas_output_where_it_says_so(dtype):
+    q, k, v, _ = (t.cuda() if t is not None else None for t in joint_inputs(dtype, False))
+    out, _ = fused_joint_attention_text_edit(q, k, v, N_VIDEO, joint_edits("probe"))
+    assert torch.equal(out, F.scaled_dot_product_attention(q, k, v)) or not output_is_sdpas(q, k, v)
