@@ -200,11 +200,11 @@ class _Rows:
 
 def _rows(q, out_row_bytes, temp_row_bytes, chunk_size):
     """Query rows per chunk: at most ``chunk_size`` (None: :data:`CHUNK_ROWS` for q's device), and few
-    enough that a chunk's temporaries stay within the output's own size (an edited call needs at most
-    about twice the memory of the unedited one), but at least 512 (each chunk costs a dozen ops)."""
+    enough (but >= 64) that a chunk's temporaries stay within the output's own size (an edited call
+    needs at most about twice the memory of the unedited one)."""
     n = q.shape[-2]
     cap = chunk_size or CHUNK_ROWS.get(q.device.type, GPU_CHUNK_ROWS)
-    return max(1, min(n, cap, max(512, n * out_row_bytes // max(temp_row_bytes, 1))))
+    return max(1, min(n, cap, max(64, n * out_row_bytes // max(temp_row_bytes, 1))))
 
 
 class _TextKeys:
@@ -317,7 +317,7 @@ def fused_text_cross_attention(q, k, v, edits, key_mask=None, chunk_size: int | 
     l = k.shape[-2]
     plan = _FusedPlan(edits, q.device, n, l)
     path = kernel_path(q, k, v, key_mask, bias=bool(plan.biases))
-    if path == EXPLICIT or _blend_costs_a_gemm(plan, q):
+    if path == EXPLICIT or _blend_costs_a_gemm(plan, q) or _recording_cheaper_explicit(plan, l, need_output):
         return text_cross_attention(q, k, v, edits, key_mask=key_mask, need_output=need_output)
     mask = None if key_mask is None else four_dims(key_mask).to(q.device, torch.float32)
     whole = None if plan.biases else attention_lse(q, k, v, path, mask)
@@ -368,6 +368,17 @@ def _blend_costs_a_gemm(plan, q) -> bool:
     costly = bool(plan.full_sources) and q.device.type == "cpu" and _matmul_dtype(q) == torch.float32
     if costly:
         log.debug("focal attention: explicit path, a blend into every column in fp32 on CPU")
+    return costly
+
+
+def _recording_cheaper_explicit(plan, l, need_output) -> bool:
+    """Whether a recording is cheaper explicit: when the output is not wanted (the host's call gives
+    it), the fused path runs a whole attention for the log-sum-exp, worth it only for few columns
+    (a probe's keywords), not for most of them (a source's map: its fp32 logits cost the same on
+    both paths)."""
+    costly = not need_output and not plan.changes_output and 2 * len(plan.tracked) > l
+    if costly:
+        log.debug("focal attention: explicit path, a record-only call of most columns without the output")
     return costly
 
 

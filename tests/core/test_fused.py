@@ -189,6 +189,19 @@ def test_a_full_blend_in_fp32_on_cpu_runs_the_explicit_path(family, caplog):
     assert torch.equal(out, run_reference()[0])
 
 
+def test_recording_most_columns_without_the_output_runs_the_explicit_path(caplog):
+    """The host's call gives the output: the explicit path then skips the fused call the log-sum-exp
+    would need; its results are the explicit path's own, bit for bit. A probe's few columns stay fused."""
+    q, k, v = inputs(torch.bfloat16)
+    with caplog.at_level(logging.DEBUG, logger=LOGGER):
+        _, (rec,) = fused_text_cross_attention(q, k, v, cross_edits("source"), need_output=False)
+        assert any("record-only call of most columns" in r.getMessage() for r in caplog.records)
+        caplog.clear()
+        fused_text_cross_attention(q, k, v, cross_edits("probe"), need_output=False)
+        assert not any("explicit path" in r.getMessage() for r in caplog.records)
+    assert torch.equal(rec, text_cross_attention(q, k, v, cross_edits("source"), need_output=False)[1][0])
+
+
 def test_the_path_taken_is_logged_at_debug_level(caplog):
     q, k, v = inputs(torch.bfloat16)
     with caplog.at_level(logging.DEBUG, logger=LOGGER):
