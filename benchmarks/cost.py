@@ -290,15 +290,26 @@ def hunyuan_joint_attention(kind, edit_kinds, n_video):
     return run, override
 
 
-def print_kernels(qh, kh, vh, mask=None, joint=False):
-    """The kernel each fused configuration takes for these inputs (focal_core.fused's own choice)."""
-    from focal_guidance.focal_core.kernels import kernel_path, output_is_sdpas
-    recording = kernel_path(qh, kh, vh, mask) + (", one call (its output is SDPA's own)" if output_is_sdpas(
-        qh, kh, vh, mask) else ", two calls (host call kept)")
-    weak = kernel_path(qh, kh, vh, mask, bias=not joint) + (
-        " (joint output and log-sum-exp) + the same kernel over the text keys; bias as a rank-c correction"
-        if joint else " with the [rows, 512] bias in the kernel")
-    print(f"kernels (focal_core.fused): weak fused: {weak}; source fused, probe fused: {recording}")
+def print_paths(configs):
+    """The path each fused configuration took, as focal_core logs it at debug level (one more call each)."""
+    import logging
+    logger = logging.getLogger("focal_guidance.focal_core")
+    messages = []
+    handler = logging.Handler(logging.DEBUG)
+    handler.emit = lambda record: messages.append(record.getMessage())
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        for name, fn in configs.items():
+            if name.endswith("fused"):
+                messages.clear()
+                fn()
+                paths = list(dict.fromkeys(m.removeprefix("focal attention: ") for m in messages))
+                print(f"path, {name}: " + "; ".join(paths))
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 def wired_fused():
@@ -328,7 +339,7 @@ def section_wan_call(bench, torch, dev, dtype, heads, n):
         configs[kind] = lambda run=run: run(q, k, v, heads, lambda: optimized_attention(q, k, v, heads))
     result = bench.compare(f"Wan text cross-attention call: {n} video tokens x {WAN_TEXT} text keys, "
                            f"{heads} heads of 128, {dtype}", configs)
-    print_kernels(*(t.view(1, -1, heads, 128).transpose(1, 2) for t in (q, k, v)))
+    print_paths(configs)
     return result
 
 
@@ -413,7 +424,7 @@ def section_hunyuan_call(bench, torch, dev, dtype, heads, n_video):
         configs[kind] = lambda run=run: run(q, k, v, None, host)
     result = bench.compare(f"HunyuanVideo joint attention call: {n_video} video + {HUNYUAN_TEXT} text tokens, "
                            f"{heads} heads of 128, {dtype}", configs)
-    print_kernels(q, k, v, joint=True)
+    print_paths(configs)
     return result
 
 

@@ -89,17 +89,20 @@ def output_is_sdpas(q, k, v, key_mask=None) -> bool:
     """Whether the kernel :func:`kernel_path` picks without a bias is SDPA's own for these inputs, so
     its output is ``F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask)`` bit for bit: by
     construction for the CPU flash, CUDA flash and memory-efficient kernels (SDPA calls the same op);
-    for cuDNN checked once per input signature (:func:`_cudnn_output_is_sdpas`)."""
+    for cuDNN checked once per input signature (:func:`_cudnn_output_is_sdpas`). Logged at debug level:
+    a recording then takes one call."""
     key_mask = four_dims(key_mask)
     path = kernel_path(q, k, v, key_mask)
+    choice = torch._fused_sdp_choice(q, k, v, attn_mask=key_mask) if q.device.type in ("cpu", "cuda") else None
     if q.device.type == "cpu":
-        return path == CPU_FLASH
-    if not q.is_cuda:
-        return False
-    choice = torch._fused_sdp_choice(q, k, v, attn_mask=key_mask)
-    if (path, choice) == (CUDA_CUDNN, _CUDNN):
-        return _cudnn_output_is_sdpas(q, k, v, key_mask)
-    return (path, choice) in ((CUDA_FLASH, _FLASH), (CUDA_EFFICIENT, _EFFICIENT))
+        same = path == CPU_FLASH
+    elif (path, choice) == (CUDA_CUDNN, _CUDNN):
+        same = _cudnn_output_is_sdpas(q, k, v, key_mask)
+    else:
+        same = (path, choice) in ((CUDA_FLASH, _FLASH), (CUDA_EFFICIENT, _EFFICIENT))
+    log.debug("focal attention: the %s kernel's output %s SDPA's own (a recording takes %s)", path,
+              "is" if same else "is not", "one call" if same else "the host's call and another")
+    return same
 
 
 _CUDNN_CHECKED = {}
