@@ -112,11 +112,11 @@ def test_an_overdrawn_object_makes_no_progress():
     move = MOVES[0]
     clip = task.render(move)
     y, x = move.position(0, task.FRAMES - 1)
-    clip[:, -1, y:y + task.OBJECT, x:x + task.OBJECT] *= 3
+    clip[:, -1, y:y + task.OBJECT, x:x + task.OBJECT] *= 4
     assert task.score(move, clip).progress == 0
     turn = TURNS[0]
     clip = task.render(turn)
-    clip[:, -1] *= 3
+    clip[:, -1] *= 4
     result = task.score(turn, clip)
     assert result.progress == 0 and not result.followed and not result.exact, result
 
@@ -138,3 +138,24 @@ def test_paired_interval_matches_the_t_distribution():
     assert abs(task.student_t_quantile(0.975, 10) - 2.228139) < 1e-5
     mean, low, high = task.paired_interval([1.0, 2.0, 3.0, 4.0], [0.0, 0.0, 0.0, 0.0])
     assert mean == 2.5 and abs(high - mean - 3.182446 * (5 / 3) ** 0.5 / 2) < 1e-5 and abs(mean - low - (high - mean)) < 1e-12
+
+
+def test_the_weak_rule_at_the_default_kappa_finds_the_planted_blocks_on_the_recorded_probe_curves():
+    """control.py --probe recorded the Report's curves on the 8 probe clips of the committed model and of
+    each plant (results/control_probe_curves_cfg5.json). By the harness's vote at the Report's default
+    kappa 2, the rule with the contrast test flags every planted × 0.3 block it may flag (not the ends) where
+    the dip rule alone does not, picks none as a source, and on the healthy model flags no more than the
+    dip rule alone does."""
+    import json
+    import control
+    recorded = json.loads((control.HERE / "results" / "control_probe_curves_cfg5.json").read_text())
+    healthy_old = control.probe_votes(recorded["healthy"], 2.0, with_contrast=False)
+    healthy_new = control.probe_votes(recorded["healthy"], 2.0, with_contrast=True)
+    assert len(healthy_new["weak"]) <= len(healthy_old["weak"]), (healthy_old, healthy_new)
+    for entry in recorded["plants"]:
+        planted = set(entry["plant"]["blocks"]) & set(range(2, 8))
+        votes = control.probe_votes(entry["curves"], 2.0, with_contrast=True)
+        if entry["plant"]["scale"] <= 0.3:   # the mild × 0.7 plant stays mostly invisible (method §10)
+            assert planted <= set(votes["weak"]), (entry["plant"]["name"], votes)
+            assert not planted & set(votes["sources"]), (entry["plant"]["name"], votes)
+            assert not planted <= set(control.probe_votes(entry["curves"], 2.0, with_contrast=False)["weak"])
