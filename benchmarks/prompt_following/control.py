@@ -127,18 +127,19 @@ ORACLE_ALPHAS = (0.3, 0.5, 1.0)
 PROBE_CLIPS = 8        # the harness's probe split size
 
 
-def probe_curves(model, count: int = PROBE_CLIPS) -> list:
+def probe_curves(model, count: int = PROBE_CLIPS, steps: int | None = None) -> list:
     """Per probe clip, the Semantic Layer Report's per-block curves (keyword attention mass and Moran's I,
     the Probe and Report at their defaults with a hand-mask anchor on the named object's words) and
     each block's response contrast (``metrics.response_contrast`` of the same recorded maps, mean over
-    frames and steps), which the Report does not compute yet."""
+    frames and steps), which the Report does not compute yet. ``steps`` 1 records the first sampled step
+    only: what auto mode observes before it picks (None: the Probe's default)."""
     from focal_guidance.focal_core.metrics import response_contrast
     from focal_guidance.nodes.probe import SemanticLayerProbe, SemanticLayerReport
     import comfy.sample
     curves = []
     for scene, seed in zip(*harness.split_with_seeds("probe", count)):
-        probed, handle = harness.node_call(SemanticLayerProbe, model=model,
-                                           anchor=harness.anchor_for(scene, "mask only"))
+        probed, handle = harness.node_call(SemanticLayerProbe, model=model, anchor=harness.anchor_for(scene, "mask only"),
+                                           **({} if steps is None else {"steps": steps}))
         latent = torch.zeros(1, task.CHANNELS, task.FRAMES, task.SIZE, task.SIZE)
         pos, neg = harness.conditioning(probed, scene)
         out = comfy.sample.sample(probed, comfy.sample.prepare_noise(latent, seed), harness.STEPS, harness.CFG,
@@ -276,10 +277,14 @@ def main():
     healthy = harness.load_model()
     sha = harness.model_sha256(harness.MODEL_FILE)[:16]
     if args.probe:
-        recorded = {"cfg": args.cfg, "model_sha256_16": sha, "healthy": probe_curves(healthy),
-                    "plants": [{"plant": asdict(p), "curves": probe_curves(plant(p))} for p in PLANTS]}
         args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / f"probe_curves_cfg{args.cfg:g}.json").write_text(json.dumps(recorded, indent=1))
+        for steps, suffix in ((None, ""), (1, "_first_step")):
+            recorded = {"cfg": args.cfg, "model_sha256_16": sha, "probe_steps": steps,
+                        "healthy": probe_curves(healthy, steps=steps),
+                        "plants": [{"plant": asdict(p), "curves": probe_curves(plant(p), steps=steps)}
+                                   for p in PLANTS]}
+            (args.out / f"probe_curves_cfg{args.cfg:g}{suffix}.json").write_text(json.dumps(recorded, indent=1))
+            print(probe_table(recorded), flush=True)
         return
     runs = Runs(args.out, args.split)
     healthy_base = runs.outcome(healthy, sha, "healthy baseline", None)

@@ -4,6 +4,8 @@ import pathlib
 import sys
 from dataclasses import replace
 
+import pytest
+
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "benchmarks" / "prompt_following"))
 import task  # noqa: E402
 
@@ -140,15 +142,17 @@ def test_paired_interval_matches_the_t_distribution():
     assert mean == 2.5 and abs(high - mean - 3.182446 * (5 / 3) ** 0.5 / 2) < 1e-5 and abs(mean - low - (high - mean)) < 1e-12
 
 
-def test_the_weak_rule_at_the_default_kappa_finds_the_planted_blocks_on_the_recorded_probe_curves():
+@pytest.mark.parametrize("recorded_file", ["control_probe_curves_cfg5.json", "control_probe_curves_cfg5_first_step.json"])
+def test_the_weak_rule_at_the_default_kappa_finds_the_planted_blocks_on_the_recorded_probe_curves(recorded_file):
     """control.py --probe recorded the Report's curves on the 8 probe clips of the committed model and of
-    each plant (results/control_probe_curves_cfg5.json). By the harness's vote at the Report's default
+    each plant (results/control_probe_curves_cfg5.json; the first sampled step alone, what auto mode
+    observes, in ..._first_step.json). By the harness's vote at the Report's default
     kappa 2, the rule with the contrast test flags every planted × 0.3 block it may flag (not the ends) where
     the dip rule alone does not, picks none as a source, and on the healthy model flags no more than the
     dip rule alone does."""
     import json
     import control
-    recorded = json.loads((control.HERE / "results" / "control_probe_curves_cfg5.json").read_text())
+    recorded = json.loads((control.HERE / "results" / recorded_file).read_text())
     healthy_old = control.probe_votes(recorded["healthy"], 2.0, with_contrast=False)
     healthy_new = control.probe_votes(recorded["healthy"], 2.0, with_contrast=True)
     assert len(healthy_new["weak"]) <= len(healthy_old["weak"]), (healthy_old, healthy_new)
