@@ -120,7 +120,23 @@ def settings_for(p: Plant) -> list:
         replace(best, name="  … window 0-0.5 (default)", end=0.5),
         replace(best, name="  … action word not anchored", action_word=False),
         replace(best, name="  … with the Attention Cache, alpha 0.3, sources 2, 9", alpha=0.3, sources="2, 9"),
+        *rule_settings(p, best),
     ]
+
+
+def rule_settings(p: Plant, best) -> list:
+    """The best FSG setting on the blocks the weak rule with the contrast test picks from this plant's
+    recorded probe curves (harness vote, kappa 2): the probe-then-transfer workflow a user runs, with the
+    Attention Cache from the rule's sources (alpha 0.3) and without it."""
+    recorded = json.loads((HERE / "results" / "control_probe_curves_cfg5.json").read_text())
+    curves = next(e["curves"] for e in recorded["plants"] if e["plant"]["name"] == p.name)
+    votes = probe_votes(curves, 2.0, with_contrast=True)
+    weak, sources = fmt(votes["weak"]), fmt(votes["sources"])
+    if not votes["weak"]:
+        return []
+    picked = replace(best, name=f"{best.name}, on the rule's blocks ({weak}; sources {sources}, alpha 0.3)",
+                     weak=weak.replace("none", ""), sources=sources.replace("none", ""), alpha=0.3)
+    return [picked, replace(picked, name=f"{best.name}, on the rule's blocks ({weak}), no cache", alpha=0.0)]
 
 
 ORACLE_ALPHAS = (0.3, 0.5, 1.0)
