@@ -127,7 +127,8 @@ def settings_for(p: Plant) -> list:
 def rule_settings(p: Plant, best) -> list:
     """The best FSG setting on the blocks the weak rule with the contrast test picks from this plant's
     recorded probe curves (harness vote, kappa 2): the probe-then-transfer workflow a user runs, with the
-    Attention Cache from the rule's sources (alpha 0.3) and without it."""
+    Attention Cache from the rule's sources (alpha 0.3) and without it; then that cache alone (no anchor) at
+    alpha 0.3 and 0.5, to set beside the oracle."""
     recorded = json.loads((HERE / "results" / "control_probe_curves_cfg5.json").read_text())
     curves = next(e["curves"] for e in recorded["plants"] if e["plant"]["name"] == p.name)
     votes = probe_votes(curves, 2.0, with_contrast=True)
@@ -136,7 +137,10 @@ def rule_settings(p: Plant, best) -> list:
         return []
     picked = replace(best, name=f"{best.name}, on the rule's blocks ({weak}; sources {sources}, alpha 0.3)",
                      weak=weak.replace("none", ""), sources=sources.replace("none", ""), alpha=0.3)
-    return [picked, replace(picked, name=f"{best.name}, on the rule's blocks ({weak}), no cache", alpha=0.0)]
+    cache_only = [replace(picked, name=f"Attention Cache only, alpha {a:g}, on the rule's blocks ({weak}; sources "
+                                       f"{sources}), no anchor", alpha=a, anchor=None) for a in (0.3, 0.5)]
+    return [picked, replace(picked, name=f"{best.name}, on the rule's blocks ({weak}), no cache", alpha=0.0),
+            *cache_only]
 
 
 ORACLE_ALPHAS = (0.3, 0.5, 1.0)
