@@ -240,9 +240,9 @@ def low_contrast_layers(contrast, kappa: float = 1.0, exclude_ends: int = 2) -> 
     The depth-trend rule (:func:`semantic_weak_layers`) finds a block that dips below its
     neighbours; a run of weak neighbours is its own trend and passes. This rule compares every
     block with the model's median block instead, so it holds while up to half the blocks are weak.
-    The step is fixed rather than a robust σ of the curve: a healthy model's blocks differ in
-    contrast by a factor of 3–5 within one clip, so a σ from ten blocks is noise (on the trained
-    test model a MAD-based σ flagged healthy blocks at kappa 2; ``benchmarks/prompt_following/control.py``).
+    The step is fixed rather than a robust σ of the curve: a healthy model's middle blocks differ
+    in contrast by a factor 2–5 within one clip, so a σ from ten blocks is noise (the trained test
+    model's probe curves, recorded by ``benchmarks/prompt_following/control.py --probe``).
 
     Args:
         contrast: :func:`response_contrast` per block ``[l]``, averaged over frames and steps.
