@@ -158,6 +158,34 @@ def test_shipped_defaults_take_the_named_object_further_with_the_asked_action(mo
     assert max(gains.values()) >= 1 and min(gains.values()) > -1, f"gain in clips' worth per kind: {gains}"
 
 
+# The first 12 colour changes of the positive control (benchmarks/prompt_following/control.py): fixed
+# by the validation split's seeds before this test was written.
+CONTROL_CLIPS = 12
+
+
+def test_fsg_recovers_most_of_a_planted_drop_and_does_not_harm_the_healthy_model(model):
+    """The positive control in the project: blocks 3-6 with their text logits × 0.3 (control.PLANTS[0])
+    lose most of their colour-change following; FSG in those blocks at beta 5, frame decay 1, window 0-1
+    with the new-colour word anchored too must win back at least half of the drop, and the same setting
+    must not cost the healthy model more than 0.05 mean progress. Measured on these clips (method §10):
+    healthy 0.59, planted 0.17, planted with FSG 0.55 (recovery 0.90), healthy with FSG 0.69."""
+    import control
+    scenes, seeds = control.control_clips("val")
+    scenes, seeds = scenes[:CONTROL_CLIPS], seeds[:CONTROL_CLIPS]
+    planted = control.plant(control.PLANTS[0])
+    fsg = control.settings_for(control.PLANTS[0])[3]
+    assert fsg.beta == 5 and fsg.frame_decay == 1 and fsg.end == 1 and fsg.action_word and fsg.alpha == 0
+
+    def progress(m, setting):
+        return sum(s.progress for s in harness.evaluate(m, scenes, seeds, setting, {}).scores) / len(scenes)
+
+    healthy, weak = progress(model, None), progress(planted, None)
+    assert healthy - weak >= 0.3, f"the plant did not cause its declared drop: {healthy:.2f} -> {weak:.2f}"
+    recovered = (progress(planted, fsg) - weak) / (healthy - weak)
+    cost = healthy - progress(model, fsg)
+    assert recovered >= 0.5 and cost <= 0.05, (recovered, cost)
+
+
 def test_standin_latent_to_video_builds_the_harness_conditioning(model):
     """The main job's server graph conditions the model through FocalStandInLatentToVideo; it must
     build what the harness (and so training) builds from the same start frame."""
