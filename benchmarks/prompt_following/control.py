@@ -193,13 +193,25 @@ def probe_votes(curves: list, kappa: float, with_contrast: bool) -> dict:
     return {"weak": weak, "sources": sorted(ranked[:2]), "weak_votes": weak_votes}
 
 
+def single_runs(curves: list, kappa: float, planted: set) -> str:
+    """Per clip, as one auto-mode run sees it (no vote): in how many clips the contrast rule flags every
+    planted block it may flag, and in how many it flags a block that is not planted."""
+    from focal_guidance.focal_core.metrics import combined_score, weak_layers
+    eligible = planted & set(range(2, len(curves[0]["contrast"]) - 2))
+    picks = [set(weak_layers(combined_score(c["similarity"], c["morans"]), c["contrast"], kappa=kappa))
+             for c in curves]
+    found = sum(eligible <= w for w in picks) if eligible else "–"
+    return f"{found} / {sum(bool(w - planted) for w in picks)} of {len(curves)}"
+
+
 def probe_table(recorded: dict) -> str:
     """What today's rule and the contrast rule flag (weak) and pick (sources) on each model, per kappa."""
     models = [("healthy", None, recorded["healthy"])] + [
         (e["plant"]["name"], set(e["plant"]["blocks"]), e["curves"]) for e in recorded["plants"]]
     lines = ["| model | kappa | today: weak / sources | with the contrast rule: weak / sources | "
-             "planted blocks flagged (of those the rules can flag) | planted block picked as a source |",
-             "|---|---|---|---|---|---|"]
+             "planted blocks flagged (of those the rules can flag) | planted block picked as a source | "
+             "single clips: all planted flagged / a healthy block flagged |",
+             "|---|---|---|---|---|---|---|"]
     for name, planted, curves in models:
         for kappa in harness.KAPPAS:
             old, new = probe_votes(curves, kappa, False), probe_votes(curves, kappa, True)
@@ -207,7 +219,8 @@ def probe_table(recorded: dict) -> str:
             flagged = f"{len(eligible & set(new['weak']))} of {len(eligible)}" if planted else "–"
             picked = ", ".join(map(str, sorted(planted & set(new["sources"])))) or "none" if planted else "–"
             lines.append(f"| {name} | {kappa:g} | {fmt(old['weak'])} / {fmt(old['sources'])} | "
-                         f"{fmt(new['weak'])} / {fmt(new['sources'])} | {flagged} | {picked} |")
+                         f"{fmt(new['weak'])} / {fmt(new['sources'])} | {flagged} | {picked} | "
+                         f"{single_runs(curves, kappa, planted or set())} |")
     return "\n".join(lines)
 
 
