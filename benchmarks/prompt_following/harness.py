@@ -7,6 +7,7 @@
     .venv/bin/python benchmarks/prompt_following/harness.py --stage probe --cfg 2 --out out/pf_cfg2   # then
     .venv/bin/python benchmarks/prompt_following/harness.py --stage val --cfg 2 --out out/pf_cfg2     # the same
                                                                        # sweep where the model under-weights words
+    .venv/bin/python benchmarks/prompt_following/control.py            # the positive control (planted weakness)
 
 Everything runs in-process through the real host: the model comes from ``comfy.sd.load_diffusion_model``
 (what UNETLoader calls), conditioning is built like WanImageToVideo's (``concat_latent_image`` and
@@ -19,9 +20,10 @@ pack's node classes (Semantic Layer Probe/Report, Region Anchor, Focal Attention
 2. Validation split: baseline, then each setting with the same seeds; one-at-a-time sweeps of
    alpha, beta, gamma, the step window and kappa around the node defaults.
 3. Test split: baseline, node defaults, and the best validation setting, never tuned here.
-Reports success rates with 95% Wilson intervals (all clips, and per action kind), paired
-wins/losses against the baseline, the named object's mean progress (how far it moved the asked
-way, or how much of the new colour it took), and the keywords' attention mass inside their
+Reports moves and colour changes apart, never summed: per kind the clips that followed with 95% Wilson
+intervals, the named object's mean progress (how far it moved the asked way, or how much of the new
+colour it took; task.score), paired wins/losses and the paired progress difference with its 95% t
+interval against the baseline, and the keywords' attention mass inside their
 region in the weak blocks (recorded by a Semantic Layer Probe chained after the
 transfer, which sees the probabilities the model really uses). Writes strips (baseline | FG).
 """
