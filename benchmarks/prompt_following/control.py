@@ -154,7 +154,8 @@ def probe_curves(model, count: int = PROBE_CLIPS, steps: int | None = None) -> l
     frames and steps), which the Report does not compute yet. ``steps`` 1 records the first sampled step
     only: what auto mode observes before it picks (None: the Probe's default)."""
     from focal_guidance.focal_core.metrics import response_contrast
-    from focal_guidance.nodes.probe import SemanticLayerProbe, SemanticLayerReport
+    from focal_guidance.nodes.probe import SemanticLayerProbe
+    from focal_guidance.nodes.report import SemanticLayerReport
     import comfy.sample
     curves = []
     for scene, seed in zip(*harness.split_with_seeds("probe", count)):
@@ -165,7 +166,7 @@ def probe_curves(model, count: int = PROBE_CLIPS, steps: int | None = None) -> l
         out = comfy.sample.sample(probed, comfy.sample.prepare_noise(latent, seed), harness.STEPS, harness.CFG,
                                   harness.SAMPLER, harness.SCHEDULER, pos, neg, latent, seed=seed, disable_pbar=True)
         report = json.loads(harness.node_call(SemanticLayerReport, probe=handle, latent={"samples": out})[4])
-        recording = handle.recordings.recording_for(out, handle.layout.token_grid(out.shape))
+        recording = handle.recordings.recording_for(out, handle.family.token_grid(out.shape))
         maps = recording.maps["attention"]
         contrast = [response_contrast(torch.stack([maps[(step, b)] for step in recording.steps])).mean().item()
                     for b in range(len(report["similarity"]))]

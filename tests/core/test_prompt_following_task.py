@@ -139,10 +139,12 @@ def test_destroyed_distractors_earn_no_colour_or_move_progress():
 def test_paired_interval_matches_the_t_distribution():
     assert abs(task.student_t_quantile(0.975, 10) - 2.228139) < 1e-5
     mean, low, high = task.paired_interval([1.0, 2.0, 3.0, 4.0], [0.0, 0.0, 0.0, 0.0])
-    assert mean == 2.5 and abs(high - mean - 3.182446 * (5 / 3) ** 0.5 / 2) < 1e-5 and abs(mean - low - (high - mean)) < 1e-12
+    assert mean == 2.5 and abs(high - mean - 3.182446 * (5 / 3) ** 0.5 / 2) < 1e-5
+    assert abs(mean - low - (high - mean)) < 1e-12
 
 
-@pytest.mark.parametrize("recorded_file", ["control_probe_curves_cfg5.json", "control_probe_curves_cfg5_first_step.json"])
+@pytest.mark.parametrize("recorded_file",
+                         ["control_probe_curves_cfg5.json", "control_probe_curves_cfg5_first_step.json"])
 def test_the_weak_rule_at_the_default_kappa_finds_the_planted_blocks_on_the_recorded_probe_curves(recorded_file):
     """control.py --probe recorded the Report's curves on the 8 probe clips of the committed model and of
     each plant (results/control_probe_curves_cfg5.json; the first sampled step alone, what auto mode
