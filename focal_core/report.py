@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import torch
 
 from .errors import BlockNotRecorded, MetricNotRecorded
-from .metrics import (combined_score, depth_trend, morans_i, response_similarity, responsive_layers,
-                      semantic_weak_layers)
+from .metrics import (combined_score, depth_trend, morans_i, response_contrast, response_similarity,
+                      responsive_layers, semantic_weak_layers, weak_layers)
 from .recorder import Recording
 
 
@@ -18,6 +18,8 @@ class LayerReport:
 
     ``similarity``/``morans`` are means over frames and steps; the ``*_by_frame`` lists keep the
     per-frame values ([block][frame], mean over steps), since the paper diagnoses per frame.
+    ``contrast`` (attention maps only, else empty): each block's response contrast, the second sign of
+    a Semantic-Weak block (metrics.weak_layers).
     """
     similarity: list
     morans: list
@@ -29,6 +31,7 @@ class LayerReport:
     responsive: list
     metric: str
     steps: list
+    contrast: list
 
 
 def analyse(recording: Recording, num_blocks: int, metric: str = "attention", kappa: float = 2.0,
@@ -41,7 +44,7 @@ def analyse(recording: Recording, num_blocks: int, metric: str = "attention", ka
     maps = recording.maps[metric]
     if not maps:
         raise MetricNotRecorded(metric)
-    similarity_by_frame, morans_by_frame = [], []
+    similarity_by_frame, morans_by_frame, contrast = [], [], []
     for block in range(num_blocks):
         per_step = [maps[(s, block)] for s in recording.steps if (s, block) in maps]
         if not per_step:
@@ -49,13 +52,18 @@ def analyse(recording: Recording, num_blocks: int, metric: str = "attention", ka
         stacked = torch.stack(per_step)                       # [s, f, h, w]
         similarity_by_frame.append(response_similarity(stacked).mean(0).tolist())
         morans_by_frame.append(morans_i(stacked, adjacency).mean(0).tolist())
+        if metric == "attention":   # contrast needs non-negative maps: attention mass, not cosines
+            contrast.append(float(response_contrast(stacked).mean()))
         if progress is not None:
             progress(block + 1, num_blocks)
     similarity = [sum(f) / len(f) for f in similarity_by_frame]
     morans = [sum(f) / len(f) for f in morans_by_frame]
     score = combined_score(similarity, morans)
-    weak = semantic_weak_layers(score, kappa=kappa, trend_window=trend_window, exclude_ends=exclude_ends)
+    if contrast:   # a dip below the depth trend, or a loss of contrast (a block whose text logits went flat)
+        weak = weak_layers(score, contrast, kappa=kappa, trend_window=trend_window, exclude_ends=exclude_ends)
+    else:
+        weak = semantic_weak_layers(score, kappa=kappa, trend_window=trend_window, exclude_ends=exclude_ends)
     responsive = responsive_layers(score, top_r=top_r, exclude_ends=exclude_ends, exclude=weak)
     return LayerReport(similarity, morans, similarity_by_frame, morans_by_frame, score.tolist(),
                        depth_trend(score, trend_window).tolist(),
-                       weak, responsive, metric, list(recording.steps))
+                       weak, responsive, metric, list(recording.steps), contrast)
