@@ -77,7 +77,6 @@ class AttentionRecorder:
         """Keep the attention mass each video token puts on the recorded columns (the ``attention`` map)."""
         self.keep(ATTENTION, step, block, probabilities[0].float().sum(-1))
 
-    @torch.compiler.disable  # list bookkeeping: a compiled graph would guard on len(self.held) and recompile per block
     def keep(self, metric: str, step: int, block: int, response: torch.Tensor):
         """Hold a block's map on its device; a new step first moves the previous step's maps."""
         if self.held and self.held[-1].step != step:

@@ -84,3 +84,22 @@ def test_auto_mode_names_only_the_steps_it_observed(tiny_models, step_cache, cap
     assert len(told) == 1 and f"observing step(s) {format_block_list(observed)} (step(s) {skipped} skipped by " \
         "a step cache" in told[0], told
     assert json.loads(report(handle, out, kappa=0.0).args[4])["steps"] == observed
+
+
+def test_auto_mode_that_observed_nothing_says_so_and_guides_nothing(caplog):
+    """A step cache that skipped every observed step (EasyCache and LazyCache always compute the
+    first step, so it is driven here through the handler): no pick, and a notice naming the cache."""
+    from focal_guidance.focal_core.auto import AutoPick, AutoSettings
+    from focal_guidance.focal_core.handler import POSITIVE, RunContext, TextCall
+    from focal_guidance.nodes import _voice
+    told = []
+    ctx = RunContext(grid=(1, 2, 2), sample_sigmas=torch.tensor([1.0, 0.5, 0.0]), batch=1, cfg=5.0, text={},
+                     tell=told.append)
+    auto = AutoPick(AutoSettings(num_blocks=6))
+    state = auto.start_run(ctx)
+    assert auto.edit_for(state, TextCall(block=0, branch=POSITIVE, sigma=0.5, step=1)) is None
+    assert ctx.picks[auto].weak == frozenset() and ctx.picks[auto].sources == frozenset()
+    assert [type(n).__name__ for n in told] == ["NothingObserved"] and told[0].planned == [0]
+    _voice.tell("Focal Attention Transfer", told[0])
+    assert ("Focal Attention Transfer: auto mode observed nothing: the model was not called at step(s) 0, so a "
+            "step cache (EasyCache, LazyCache)") in caplog.text
