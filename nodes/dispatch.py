@@ -231,7 +231,7 @@ def _dispatcher(previous):
 # the model per block (a break there would compile each block's frames apart and guard them on its
 # index). The op finds its run as the newest FocalRun: one sampling runs at a time.
 _newest_run = None
-_OP = re.sub(r"\W", "_", __name__) + "::text_attention"   # one op per copy of the pack in the process
+_OP = "focal_" + re.sub(r"\W", "_", __name__) + "::text_attention"   # one op per copy of the pack loaded
 
 
 @torch.library.custom_op(_OP, mutates_args=())
