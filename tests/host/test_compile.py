@@ -50,6 +50,11 @@ def test_changed_configurations_reuse_the_compiled_model(tiny_models, dynamo):
     family = "wan_t2v"
     model = _host.load(tiny_models, family)
     compiled = TorchCompileModel.execute(model, "eager").args[0]
+    if not host_patches_reach_a_compiled_model(compiled, family):
+        pytest.skip("this host's compiled model keeps the graph of its first run whatever patch a later run "
+                    "adds (no guard on transformer_options): no patch, Focal Guidance's or core's, can act")
+    torch._dynamo.reset()
+    counters.clear()
     keys = set()
     for name, patch, (blocks, handlers) in CONFIGS:
         out = _host.sample(patch(compiled), family, steps=2)
@@ -60,3 +65,15 @@ def test_changed_configurations_reuse_the_compiled_model(tiny_models, dynamo):
     assert not counters["graph_break"], dict(counters["graph_break"])
     assert counters["frames"]["total"] == counters["frames"]["ok"] == len(keys)
     assert len(keys) < torch._dynamo.config.recompile_limit
+
+
+def host_patches_reach_a_compiled_model(compiled, family) -> bool:
+    """Whether a core block patch added after a first compiled run is called (ComfyUI 0.33 with torch
+    2.14 keeps the first graph: its compiled frame has no guard on ``transformer_options``)."""
+    _host.sample(compiled, family, steps=1)
+    calls = []
+    patched = compiled.clone()
+    patched.set_model_patch_replace(lambda args, extra: calls.append(1) or extra["original_block"](args),
+                                    "dit", "double_block", 0)
+    _host.sample(patched, family, steps=1)
+    return bool(calls)
