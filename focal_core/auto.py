@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from .anchors import RegionAnchor
 from .attention import TextEdit
-from .errors import BlocksPicked, NoWeakBlocksFound, Notice, TooFewStepsToObserve
+from .errors import BlocksPicked, NothingObserved, NoWeakBlocksFound, Notice, TooFewStepsToObserve
 from .handler import POSITIVE, BlockPick, Handler, RunContext, TextCall
 from .recorder import ATTENTION, AttentionRecorder, Recording, RunRecordings
 from .report import analyse
@@ -68,7 +68,7 @@ class AutoPick(Handler):
             raise TooFewStepsToObserve(s.observe_steps, ctx.steps)
         steps = list(range(s.observe_steps))
         recorder = AttentionRecorder.of_columns(ctx.response_columns(s.anchor, POSITIVE),
-                                                recording=Recording(grid=ctx.grid, steps=steps))
+                                                recording=Recording(grid=ctx.grid, planned=steps))
         return AutoState(observed=frozenset(steps), recorder=recorder, picks=ctx.picks, tell=ctx.tell)
 
     def end_run(self, state: AutoState, output):
@@ -87,18 +87,24 @@ class AutoPick(Handler):
         state.recorder.keep_mass(call.step, call.block, probabilities, call.frames)
 
     def _pick(self, state: AutoState):
-        """The Report's rules on the observed steps choose the blocks for the rest of the run."""
+        """The Report's rules on the observed steps choose the blocks for the rest of the run.
+
+        Only the steps really recorded count: a step cache may have skipped the model call at some."""
         s = self.settings
         state.recorder.flush()
-        report = analyse(state.recorder.recording, s.num_blocks, ATTENTION, s.kappa, s.top_r, s.exclude_ends)
+        recording = state.recorder.recording
+        state.picked = True
+        if not recording.steps:
+            state.picks[self] = BlockPick(weak=frozenset(), sources=frozenset())
+            state.tell(NothingObserved(recording.planned))
+            return
+        report = analyse(recording, s.num_blocks, ATTENTION, s.kappa, s.top_r, s.exclude_ends)
         sources = s.named_sources or frozenset()
         weak = s.named_weak if s.named_weak is not None else frozenset(report.weak) - sources
         if s.named_sources is None:
             sources = frozenset(report.responsive) - weak
         state.picks[self] = BlockPick(weak=weak, sources=sources)
-        state.picked = True
-        observed = sorted(state.observed)
         if not weak:
-            state.tell(NoWeakBlocksFound(observed, s.kappa))
+            state.tell(NoWeakBlocksFound(recording.steps, s.kappa, recording.skipped))
         else:
-            state.tell(BlocksPicked(sorted(weak), sorted(sources), observed))
+            state.tell(BlocksPicked(sorted(weak), sorted(sources), recording.steps, recording.skipped))

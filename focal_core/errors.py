@@ -94,6 +94,16 @@ class MetricNotRecorded(FocalError):
 
 
 @dataclass(eq=False)
+class StepsNotComputed(FocalError):
+    """Every step a handler was to record was skipped: the model was not called there (a step cache)."""
+    planned: list[int]
+
+    def __str__(self):
+        return (f"nothing was recorded: the model was not called at the step(s) {self.planned} to record, "
+                "so a step cache (EasyCache, LazyCache) reused an earlier output there")
+
+
+@dataclass(eq=False)
 class BlockNotRecorded(FocalError):
     block: int
 
@@ -119,10 +129,17 @@ class NothingGuidedAfterObserving:
 
 
 @dataclass(frozen=True)
+class NothingObserved:
+    """Notice: a step cache skipped the model call at every step auto mode was to observe, so the run is not guided."""
+    planned: list[int]
+
+
+@dataclass(frozen=True)
 class NoWeakBlocksFound:
     """Notice: auto mode's observation found no Semantic-Weak block, so the run is not guided."""
     observed: list[int]
     kappa: float
+    skipped: list[int] = ()   # observation steps a step cache skipped
 
 
 @dataclass(frozen=True)
@@ -131,6 +148,7 @@ class BlocksPicked:
     weak: list[int]
     sources: list[int]
     observed: list[int]
+    skipped: list[int] = ()   # observation steps a step cache skipped
 
 
-Notice = EmptyWindow | NothingGuidedAfterObserving | NoWeakBlocksFound | BlocksPicked
+Notice = EmptyWindow | NothingGuidedAfterObserving | NothingObserved | NoWeakBlocksFound | BlocksPicked

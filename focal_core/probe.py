@@ -75,7 +75,7 @@ class SemanticProbe(Handler):
             in_window = ctx.steps_in(window)
             picks = torch.linspace(0, len(in_window) - 1, min(s.steps, len(in_window))).round().long().tolist()
             steps = sorted({in_window[i] for i in picks})
-        recorder = AttentionRecorder.of_columns(columns, recording=Recording(grid=ctx.grid, steps=steps))
+        recorder = AttentionRecorder.of_columns(columns, recording=Recording(grid=ctx.grid, planned=steps))
         return ProbeState(steps=frozenset(steps), text=ctx.text.get(s.branch), recorder=recorder)
 
     def end_run(self, state: ProbeState, output):

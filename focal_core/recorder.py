@@ -23,13 +23,25 @@ RECORDINGS_KEPT = 4  # finished runs kept for reports: two samplers may share on
 class Recording:
     """Response maps of one sampling run: ``maps[metric][(step, block)]`` = [frames, h, w] on CPU.
 
+    ``planned`` are the steps the handler meant to record; :attr:`steps` those it did. A step cache
+    (core EasyCache, LazyCache) skips the model call at some steps, and nothing is recorded there.
     ``fingerprint`` identifies the run's output latent, so a report finds the recording of the
     very LATENT it is given.
     """
     grid: tuple[int, int, int]
-    steps: list[int]
+    planned: list[int]
     maps: dict[str, dict[tuple[int, int], torch.Tensor]] = field(default_factory=lambda: {m: {} for m in METRICS})
     fingerprint: tuple | None = None
+
+    @property
+    def steps(self) -> list[int]:
+        """The steps at which some block was recorded."""
+        return sorted({step for maps in self.maps.values() for step, _ in maps})
+
+    @property
+    def skipped(self) -> list[int]:
+        """Planned steps at which nothing was recorded: the model was not called there."""
+        return sorted(set(self.planned) - set(self.steps))
 
 
 @dataclass
@@ -110,8 +122,9 @@ class RunRecordings:
         self.runs: list[Recording] = []
 
     def publish(self, recording: Recording, output: torch.Tensor | None):
-        """Keep a finished run's recording; a failed run (no output) or an empty one is dropped."""
-        if output is not None and recording.steps:
+        """Keep a finished run's recording; a failed run (no output) or one that planned no step is
+        dropped. One whose planned steps were all skipped is kept, so its report can say why it is empty."""
+        if output is not None and recording.planned:
             recording.fingerprint = latent_fingerprint(output)
             self.runs = (self.runs + [recording])[-RECORDINGS_KEPT:]
 

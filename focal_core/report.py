@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .errors import BlockNotRecorded, MetricNotRecorded
+from .errors import BlockNotRecorded, MetricNotRecorded, StepsNotComputed
 from .metrics import (combined_score, depth_trend, morans_i, response_contrast, response_similarity,
                       responsive_layers, semantic_weak_layers, weak_layers)
 from .recorder import Recording
@@ -18,8 +18,9 @@ class LayerReport:
 
     ``similarity``/``morans`` are means over frames and steps; the ``*_by_frame`` lists keep the
     per-frame values ([block][frame], mean over steps), since the paper diagnoses per frame.
-    ``contrast`` (attention maps only, else empty): each block's response contrast, the second sign of
-    a Semantic-Weak block (metrics.weak_layers).
+    ``steps`` are the recorded steps; ``skipped_steps`` those a step cache skipped. ``contrast``
+    (attention maps only, else empty): each block's response contrast, the second sign of a
+    Semantic-Weak block (metrics.weak_layers).
     """
     similarity: list
     morans: list
@@ -31,6 +32,7 @@ class LayerReport:
     responsive: list
     metric: str
     steps: list
+    skipped_steps: list
     contrast: list
 
 
@@ -41,6 +43,8 @@ def analyse(recording: Recording, num_blocks: int, metric: str = "attention", ka
 
     ``progress(done, total)`` is called after each block, for a host progress bar.
     """
+    if not recording.steps:
+        raise StepsNotComputed(recording.planned)
     maps = recording.maps[metric]
     if not maps:
         raise MetricNotRecorded(metric)
@@ -66,4 +70,4 @@ def analyse(recording: Recording, num_blocks: int, metric: str = "attention", ka
     responsive = responsive_layers(score, top_r=top_r, exclude_ends=exclude_ends, exclude=weak)
     return LayerReport(similarity, morans, similarity_by_frame, morans_by_frame, score.tolist(),
                        depth_trend(score, trend_window).tolist(),
-                       weak, responsive, metric, list(recording.steps), contrast)
+                       weak, responsive, metric, recording.steps, recording.skipped, contrast)

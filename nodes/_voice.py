@@ -45,9 +45,22 @@ def run_error(node: str, err: errors.FocalError) -> str:
         return say(node, str(err), "build the anchor from the same reference image that feeds the video latent")
     if isinstance(err, errors.TooFewStepsToObserve):
         return say(node, str(err), "sample more steps, lower auto_observe_steps, or name the blocks")
+    if isinstance(err, errors.StepsNotComputed):
+        return say(node, f"nothing was recorded: the model was not called at step(s) {format_block_list(err.planned)}, "
+                   "so a step cache (EasyCache, LazyCache) reused an earlier output there",
+                   "record steps the cache computes (end the probe's window before the cache's start_percent), "
+                   "or bypass the cache while probing")
     if isinstance(err, (errors.MetricNotRecorded, errors.BlockNotRecorded)):
         return say(node, str(err), "check that the window covers at least one sampled step")
     return say(node, str(err), "check this node's inputs")
+
+
+def observed_steps(observed, skipped) -> str:
+    """The steps really recorded, and those a step cache skipped (the model was not called there)."""
+    text = format_block_list(observed)
+    if skipped:
+        text += f" (step(s) {format_block_list(skipped)} skipped by a step cache such as EasyCache or LazyCache)"
+    return text
 
 
 def window_label(within_sampled_steps: bool) -> str:
@@ -66,14 +79,20 @@ def tell(node: str, notice: errors.Notice, node_id: str | None = None) -> None:
         warn(node, f"auto mode observes the first {notice.observe_steps} step(s) and guides after them, but the "
                    "window holds no later sampled step, so nothing is guided; widen the window or lower "
                    "auto_observe_steps.")
+    elif isinstance(notice, errors.NothingObserved):
+        warn(node, f"auto mode observed nothing: the model was not called at step(s) "
+                   f"{format_block_list(notice.planned)}, so a step cache (EasyCache, LazyCache) reused an earlier "
+                   "output there; the rest of this run is not guided. Start the cache after the observed steps "
+                   "(its start_percent), or name weak_blocks and source_blocks.")
     elif isinstance(notice, errors.NoWeakBlocksFound):
         warn(node, f"auto mode found no Semantic-Weak Layers after observing step(s) "
-                   f"{format_block_list(notice.observed)} (kappa {notice.kappa:g}); the rest of this run is not "
-                   "guided. Lower auto_kappa to find more, or name weak_blocks.")
+                   f"{observed_steps(notice.observed, notice.skipped)} (kappa {notice.kappa:g}); the rest of this "
+                   "run is not guided. Lower auto_kappa to find more, or name weak_blocks.")
     elif isinstance(notice, errors.BlocksPicked):
         weak, sources = format_block_list(notice.weak), format_block_list(notice.sources) or "none"
         inform(node, f"auto mode picked weak blocks {weak} and source blocks {sources} after observing step(s) "
-                     f"{format_block_list(notice.observed)}; type them into weak_blocks / source_blocks to "
-                     "freeze them.", node_id=node_id, auto_picks={"weak_blocks": weak, "source_blocks": sources})
+                     f"{observed_steps(notice.observed, notice.skipped)}; type them into weak_blocks / "
+                     "source_blocks to freeze them.", node_id=node_id,
+               auto_picks={"weak_blocks": weak, "source_blocks": sources})
     else:
         raise TypeError(f"no wording for {notice!r}")

@@ -28,6 +28,8 @@ copy of it, so nothing outlives the run.
 """
 from dataclasses import dataclass, field, replace
 import functools
+import re
+import weakref
 
 import comfy.patcher_extension
 import torch
@@ -97,6 +99,10 @@ class FocalRun:
         if patches is not self._patches_seen:
             self._patches_seen, self._foreign = patches, patches != self.block_patches
         return self._foreign
+
+    def __post_init__(self):
+        global _newest_run
+        _newest_run = weakref.ref(self)   # the run a compiled graph's ops serve (_text_attention_op)
 
     def sigma_step(self, sigmas: torch.Tensor) -> tuple[float, int]:
         """(sigma, step) of a model call; one host sync per model call, not one per block."""
@@ -210,6 +216,10 @@ def _observe_block(run: FocalRun, block: int, args, out):
     if not watchers:
         return
     options = args["transformer_options"]
+    if torch.compiler.is_compiling():   # the observation is an op of the graph (_block_observation_op)
+        out["img"] = _block_observation_op(out["img"], out.get("txt"), args.get("txt"), options["sigmas"], block,
+                                           list(options.get("cond_or_uncond", [0])))
+        return
     branches = list(options.get("cond_or_uncond", [0]))
     per_chunk = out["img"].shape[0] // len(branches)
     sigma, step = run.sigma_step(options["sigmas"])
@@ -245,14 +255,71 @@ def _dispatcher(previous):
 
     def override(func, *args, **kwargs):
         options = kwargs.get("transformer_options") or {}
-        run, block = options.get(RUN), options.get(BLOCK)
-        if run is None or block is None or not run.plan.family.is_text_call(
+        run = options.get(RUN)
+        if run is None or BLOCK not in options or not run.plan.family.is_text_call(
                 args[0], args[1], run.ctx.n_video_of(_window_frames(options)), run.ctx.text):
             return call_previous(func, *args, **kwargs)
-        host_is_sdpa = previous is None and _is_host_sdpa(func, args[0])
-        return _text_attention(run, block, func, args, kwargs, options, call_previous, host_is_sdpa)
+        if torch.compiler.is_compiling():
+            return _compiled_text_attention(call_previous(func, *args, **kwargs), args, kwargs, options)
+        return _text_attention(run, options[BLOCK], func, args, kwargs, options, call_previous,
+                               previous is None and _is_host_sdpa(func, args[0]))
 
     return override
+
+
+# Under torch.compile (core TorchCompileModel) a tagged block's text attention is one opaque op of the
+# graph: the host kernel's output of the whole batch goes in, the handlers' edit of it comes out. The
+# graph holds no handler state and no Python branch on it, so a changed configuration (other blocks,
+# settings, a probe) finds the same graph where its blocks are the same, and no graph break splits
+# the model per block (a break there would compile each block's frames apart and guard them on its
+# index). The op finds its run as the newest FocalRun: one sampling runs at a time.
+_newest_run = None
+_OP = "focal_" + re.sub(r"\W", "_", __name__) + "::text_attention"   # one op per copy of the pack loaded
+
+
+@torch.library.custom_op(_OP, mutates_args=())
+def _text_attention_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, host: torch.Tensor,
+                       mask: torch.Tensor | None, sigmas: torch.Tensor, block: int, heads: int,
+                       branches: list[int]) -> torch.Tensor:
+    run = _newest_run()
+    options = {"sigmas": sigmas, "cond_or_uncond": branches, BLOCK: block}
+
+    def host_rows(func, q_rows, *args, **kwargs):
+        """The host's output for the rows of ``q`` that ``q_rows`` (a view of them) holds."""
+        first = (q_rows.storage_offset() - q.storage_offset()) // q.stride(0)
+        return host[first:first + q_rows.shape[0]].clone()
+
+    out = _text_attention(run, block, None, (q, k, v, heads), {"mask": mask, "transformer_options": options},
+                          options, host_rows, False)
+    return out   # never the host tensor itself: host_rows hands out copies
+
+
+@_text_attention_op.register_fake
+def _(q, k, v, host, mask, sigmas, block, heads, branches):
+    return torch.empty_like(host)
+
+
+@torch.library.custom_op(_OP + "_observation", mutates_args=())
+def _block_observation_op(img: torch.Tensor, txt: torch.Tensor | None, context: torch.Tensor | None,
+                          sigmas: torch.Tensor, block: int, branches: list[int]) -> torch.Tensor:
+    """A block's outputs shown to the handlers that watch them; returns a copy of ``img`` that the
+    model goes on with, so the graph keeps the op in its place."""
+    out = {"img": img} if txt is None else {"img": img, "txt": txt}
+    args = {"txt": context, "transformer_options": {"sigmas": sigmas, "cond_or_uncond": branches}}
+    _observe_block(_newest_run(), block, args, out)
+    return img.clone()
+
+
+@_block_observation_op.register_fake
+def _(img, txt, context, sigmas, block, branches):
+    return torch.empty_like(img)
+
+
+def _compiled_text_attention(host, args, kwargs, options):
+    q, k, v = args[:3]
+    heads = kwargs["heads"] if "heads" in kwargs else args[3]
+    return _text_attention_op(q, k, v, host, kwargs.get("mask"), options["sigmas"], options[BLOCK], heads,
+                              list(options.get("cond_or_uncond", [0])))
 
 
 @dataclass

@@ -13,6 +13,7 @@ from ..focal_core.recorder import METRICS
 from ..focal_core.report import analyse
 from . import _inputs, _voice
 from ._types import Probe
+from .notify import warn
 from .plots import PALETTE, curve_image, heatmap_grid
 
 NODE = "Semantic Layer Report"
@@ -71,6 +72,10 @@ class SemanticLayerReport(io.ComfyNode):
                              progress=lambda done, total: bar.update_absolute(done, total))
         except FocalError as err:
             raise ValueError(_report_error(err, probe.empty_hint)) from None
+        if recording.skipped:
+            warn(NODE, f"the model was not called at step(s) {format_block_list(recording.skipped)} (a step cache such "
+                       "as EasyCache or LazyCache reused an earlier output there), so the report uses step(s) "
+                       f"{format_block_list(recording.steps)}.")
         frames = recording.grid[0]
         if frame >= frames:
             _voice.fail(NODE, f"frame {frame} does not exist; the latent has {frames} frames",

@@ -35,7 +35,8 @@ class FocalAttentionTransfer(io.ComfyNode):
                                      "weak_blocks here.", default=AUTO),
                 _inputs.blocks_input("source_blocks", "Responsive blocks whose text attention is cached and "
                                      "transferred, or 'auto'. A source deeper than a weak block gives its "
-                                     "previous-step map. Empty: anchor bias only.", default=AUTO),
+                                     "previous-step map (under EasyCache or LazyCache: the last step the "
+                                     "model computed). Empty: anchor bias only.", default=AUTO),
                 io.Float.Input("alpha", default=0.3, min=0.0, max=1.0, step=0.01,
                                tooltip="Attention Cache blend: P' = (1-alpha)·P_weak + alpha·P_source."),
                 io.Float.Input("beta", default=1.0, min=0.0, max=10.0, step=0.05,
