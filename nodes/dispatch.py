@@ -1,11 +1,12 @@
 """One Focal Guidance dispatcher per patched model; every handler acts through it, in graph order.
 
-The first Focal Guidance node on a model's chain installs, in its clone, three host hooks, each
+The first Focal Guidance node on a model's chain installs, in its clone, four host hooks, each
 chained to whatever was there before:
 - a ``patches_replace["dit"]`` marker per touched block, which tags ``transformer_options`` with
-  the flat block index (ComfyUI 0.3.75 Wan does not set ``block_index`` itself), and marks a pass
-  whose block patches another patch changed for that pass only (Skip Layer Guidance's
-  layer-skipped pass): it is guided but records nothing (``FocalRun.is_foreign_pass``);
+  the flat block index (ComfyUI 0.3.75 Wan does not set ``block_index`` itself);
+- an APPLY_MODEL wrapper that notes, per model call and outside any compiled graph, a pass whose
+  block patches another patch changed for that pass only (Skip Layer Guidance's layer-skipped
+  pass): it is guided but records nothing (``FocalRun.is_foreign_pass``);
 - one ``optimized_attention_override`` that routes each CFG chunk of a tagged block's text
   attention (the call the model's family recognises by its key count): chunks that no handler
   changes keep the host kernel (and any earlier override), called with a ``cond_or_uncond`` that
@@ -44,7 +45,6 @@ from .notify import warn
 PLAN = "focal_guidance"            # transformer_options key of the model's FocalPlan
 RUN = "focal_guidance_run"         # key in the sampler's per-run options: the live FocalRun
 BLOCK = "focal_guidance_block"     # key the marker sets for the running block: its flat index
-FOREIGN = "focal_guidance_foreign"  # key the marker sets in a pass that another patch changed (see FocalRun)
 
 
 @dataclass(frozen=True)
@@ -87,8 +87,8 @@ class FocalRun:
     block_patches: dict = field(default_factory=dict)   # the run's own ``patches_replace["dit"]``
     _sigmas: torch.Tensor | None = None
     _sigma_step: tuple[float, int] = (0.0, 0)
+    foreign_pass: bool = False    # the current model call's (set by _apply_model, outside any compiled graph)
     _patches_seen: dict | None = None
-    _foreign: bool = False
 
     def is_foreign_pass(self, options: dict) -> bool:
         """Whether this model call's block patches differ from the run's: another patch replaced or
@@ -97,8 +97,8 @@ class FocalRun:
         cache nor publish probe or auto-mode maps. Compared once per patch dict, not per block."""
         patches = options.get("patches_replace", {}).get("dit", {})
         if patches is not self._patches_seen:
-            self._patches_seen, self._foreign = patches, patches != self.block_patches
-        return self._foreign
+            self._patches_seen, self.foreign_pass = patches, patches != self.block_patches
+        return self.foreign_pass
 
     def __post_init__(self):
         global _newest_run
@@ -129,6 +129,7 @@ def install(model, family: Family, *handlers: Handler, node: str = "Focal Guidan
     if plan is None:
         plan = FocalPlan(family)
         m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, PLAN, _outer_sample)
+        m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, PLAN, _apply_model)
         options["optimized_attention_override"] = _dispatcher(options.get("optimized_attention_override"))
     dit = options.setdefault("patches_replace", {}).setdefault("dit", {})
     for block in sorted(frozenset().union(*(h.blocks for h in handlers)) - plan.blocks):
@@ -173,15 +174,23 @@ def _outer_sample(executor, *args, **kwargs):
             handler_run.handler.end_run(handler_run.state, output)
 
 
+def _apply_model(executor, *args, **kwargs):
+    """Each model call, outside any compiled graph: note whether it is a foreign pass (FocalRun.is_foreign_pass)."""
+    options = kwargs["transformer_options"] if "transformer_options" in kwargs else args[5]
+    run = options.get(RUN)
+    if run is not None:
+        run.is_foreign_pass(options)
+    return executor(*args, **kwargs)
+
+
 def _marker(block: int, previous):
     def marker(args, extra):
         options = args["transformer_options"]
         run = options.get(RUN)
-        foreign = run is not None and run.is_foreign_pass(options)
         if run is not None:
-            args = {**args, "transformer_options": {**options, BLOCK: block, FOREIGN: foreign}}
+            args = {**args, "transformer_options": {**options, BLOCK: block}}
         out = previous(args, extra) if previous is not None else extra["original_block"](args)
-        if run is not None and not foreign:
+        if run is not None:
             _observe_block(run, block, args, out)
         return out
     return marker
@@ -218,7 +227,10 @@ def _observe_block(run: FocalRun, block: int, args, out):
     options = args["transformer_options"]
     if torch.compiler.is_compiling():   # the observation is an op of the graph (_block_observation_op)
         out["img"] = _block_observation_op(out["img"], out.get("txt"), args.get("txt"), options["sigmas"], block,
-                                           list(options.get("cond_or_uncond", [0])))
+                                           list(options.get("cond_or_uncond", [0])),
+                                           list(_window_frames(options) or ()))
+        return
+    if run.foreign_pass:
         return
     branches = list(options.get("cond_or_uncond", [0]))
     per_chunk = out["img"].shape[0] // len(branches)
@@ -274,15 +286,31 @@ def _dispatcher(previous):
 # the model per block (a break there would compile each block's frames apart and guard them on its
 # index). The op finds its run as the newest FocalRun: one sampling runs at a time.
 _newest_run = None
+
+
+@dataclass(frozen=True)
+class _WindowFrames:
+    """A context window's frames, resolved before an op (ops take plain values), as _window_frames reads them."""
+    index_list: tuple[int, ...]
+
+
+def _op_options(sigmas, branches, frames, **more) -> dict:
+    """The transformer_options an op's handlers see: the call's sigmas, CFG chunks and window frames."""
+    options = {"sigmas": sigmas, "cond_or_uncond": branches, **more}
+    if frames:
+        options["context_window"] = _WindowFrames(tuple(frames))
+    return options
+
+
 _OP = "focal_" + re.sub(r"\W", "_", __name__) + "::text_attention"   # one op per copy of the pack loaded
 
 
 @torch.library.custom_op(_OP, mutates_args=())
 def _text_attention_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, host: torch.Tensor,
                        mask: torch.Tensor | None, sigmas: torch.Tensor, block: int, heads: int,
-                       branches: list[int]) -> torch.Tensor:
+                       branches: list[int], frames: list[int]) -> torch.Tensor:
     run = _newest_run()
-    options = {"sigmas": sigmas, "cond_or_uncond": branches, BLOCK: block}
+    options = _op_options(sigmas, branches, frames, **{BLOCK: block})
 
     def host_rows(func, q_rows, *args, **kwargs):
         """The host's output for the rows of ``q`` that ``q_rows`` (a view of them) holds."""
@@ -295,23 +323,23 @@ def _text_attention_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, host: 
 
 
 @_text_attention_op.register_fake
-def _(q, k, v, host, mask, sigmas, block, heads, branches):
+def _(q, k, v, host, mask, sigmas, block, heads, branches, frames):
     return torch.empty_like(host)
 
 
 @torch.library.custom_op(_OP + "_observation", mutates_args=())
 def _block_observation_op(img: torch.Tensor, txt: torch.Tensor | None, context: torch.Tensor | None,
-                          sigmas: torch.Tensor, block: int, branches: list[int]) -> torch.Tensor:
+                          sigmas: torch.Tensor, block: int, branches: list[int], frames: list[int]) -> torch.Tensor:
     """A block's outputs shown to the handlers that watch them; returns a copy of ``img`` that the
     model goes on with, so the graph keeps the op in its place."""
     out = {"img": img} if txt is None else {"img": img, "txt": txt}
-    args = {"txt": context, "transformer_options": {"sigmas": sigmas, "cond_or_uncond": branches}}
+    args = {"txt": context, "transformer_options": _op_options(sigmas, branches, frames)}
     _observe_block(_newest_run(), block, args, out)
     return img.clone()
 
 
 @_block_observation_op.register_fake
-def _(img, txt, context, sigmas, block, branches):
+def _(img, txt, context, sigmas, block, branches, frames):
     return torch.empty_like(img)
 
 
@@ -319,7 +347,7 @@ def _compiled_text_attention(host, args, kwargs, options):
     q, k, v = args[:3]
     heads = kwargs["heads"] if "heads" in kwargs else args[3]
     return _text_attention_op(q, k, v, host, kwargs.get("mask"), options["sigmas"], options[BLOCK], heads,
-                              list(options.get("cond_or_uncond", [0])))
+                              list(options.get("cond_or_uncond", [0])), list(_window_frames(options) or ()))
 
 
 @dataclass
@@ -371,7 +399,7 @@ def _text_attention(run: FocalRun, block: int, func, args, kwargs, options, call
     for i, branch in enumerate(branches):
         call = TextCall(block, branch, sigma, step, row=i * per_chunk, frames=frames)
         chunks.append(_Chunk(slice(i * per_chunk, (i + 1) * per_chunk), call,
-                             _edits_for(run, call, options.get(FOREIGN, False))))
+                             _edits_for(run, call, run.foreign_pass)))
     if not any(chunk.edits for chunk in chunks):
         return call_previous(func, *args, **kwargs)
 

@@ -77,3 +77,26 @@ def host_patches_reach_a_compiled_model(compiled, family) -> bool:
                                     "dit", "double_block", 0)
     _host.sample(patched, family, steps=1)
     return bool(calls)
+
+
+def test_context_windows_and_skip_layer_guidance_on_a_compiled_model(tiny_models, dynamo):
+    """The run-dependent facts a call needs (its context window's frames, whether Skip Layer Guidance's
+    pass is foreign) reach the pack's ops as plain values or run state: outputs equal the uncompiled
+    run's, nothing breaks the graph, and the windows add at most one graph each."""
+    from comfy_extras.nodes_slg import SkipLayerGuidanceDiT
+    family = "wan_t2v"
+    model = _host.load(tiny_models, family)
+    compiled = TorchCompileModel.execute(model, "eager").args[0]
+    if not host_patches_reach_a_compiled_model(compiled, family):
+        pytest.skip("this host's compiled model keeps the graph of its first run (see above)")
+    torch._dynamo.reset()
+    counters.clear()
+    latent = _host.latent(frames=17)
+
+    def guided(m):
+        slg = SkipLayerGuidanceDiT.execute(transfer(m, weak="2", sources="1, 4"), 3.0, 0.0, 1.0, "3", "", 0.0)
+        return _host.context_windows(slg.args[0])
+    out = _host.sample(guided(compiled), family, steps=2, latent_image=latent)
+    assert torch.equal(out, _host.sample(guided(model), family, steps=2, latent_image=latent))
+    assert not counters["graph_break"], dict(counters["graph_break"])
+    assert counters["stats"]["unique_graphs"] <= 2 * 2   # (whole batch, SLG's pass) × windows at most
