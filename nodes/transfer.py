@@ -5,7 +5,7 @@ from ..focal_core.auto import AutoPick, AutoSettings
 from ..focal_core.recorder import RunRecordings
 from ..focal_core.transfer import AttentionTransfer, TransferSettings
 from . import _inputs
-from ._types import Anchor, Probe, ProbeHandle
+from ._types import Anchor, Probe, ProbeHandle, anchor_keywords
 from ._voice import WINDOW_OF, fail
 from .dispatch import install
 from .notify import warn
@@ -111,7 +111,7 @@ class FocalAttentionTransfer(io.ComfyNode):
             start=start_percent, end=end_percent, branches=branches, per_head=per_head,
             keyword_columns_only=keyword_columns_only, within_sampled_steps=within_sampled_steps, picked_by=auto,
             observe_steps=auto_observe_steps if auto else 0, num_blocks=family.num_blocks)
-        report = (ProbeHandle(auto.recordings, family, AUTO_NOT_SAMPLED) if auto is not None
+        report = (ProbeHandle(auto.recordings, family, AUTO_NOT_SAMPLED, anchor_keywords(anchor)) if auto is not None
                   else ProbeHandle(RunRecordings(), family, NOT_AUTO))
         idle = _idle_settings(settings, pick_weak, pick_sources)
         if idle:
