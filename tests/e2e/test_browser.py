@@ -96,22 +96,24 @@ FOCUS_AT = f"""(top) => {{  // scale 1, the report node near the top left of the
 FOCUS = f"() => ({FOCUS_AT})(150)"
 PICTURE_TOP = 260   # the README's picture of the node: clear of the workflow name shown at the top left
 QUEUE = f"async () => {{ await {APP}.queuePrompt(0, 1); }}"
-# Heatmap tiles as the canvas shows them: the tallest band of rows that cross exactly n saturated runs at
-# least 20 px wide (the viridis ramp is saturated; backgrounds and text are grey or narrow). Returns the band
-# and each tile's x range in canvas pixels, or null while fewer or more than n tiles are drawn.
+# Heatmap tiles as the canvas shows them: the tallest band of rows that cross exactly n drawn runs at least
+# 20 px wide. Drawn pixels are far from the view's two backgrounds (#1b1b1f, #25252b); the tiles (maps, alone or
+# over the picture's dark grey) are, text is narrow. Returns the band and each tile's x range in canvas pixels,
+# or null while fewer or more than n tiles are drawn.
 TILES = f"""(n) => {{
     const c = {VIEW};
     if (!c?.width || !c?.height) return null;
     const W = c.width, H = c.height, data = c.getContext("2d").getImageData(0, 0, W, H).data;
-    const vivid = (x, y) => {{
+    const far = (i, bg) => bg.some((v, k) => Math.abs(data[i + k] - v) > 16);
+    const drawn = (x, y) => {{
         const i = (y * W + x) * 4;
-        return Math.max(data[i], data[i + 1], data[i + 2]) - Math.min(data[i], data[i + 1], data[i + 2]) > 60;
+        return far(i, [27, 27, 31]) && far(i, [37, 37, 43]);
     }};
     let best = null, band = null;
     for (let y = 0; y <= H; y++) {{
         const runs = [];
         for (let x = 0, start = -1; y < H && x <= W; x++) {{
-            const on = x < W && vivid(x, y);
+            const on = x < W && drawn(x, y);
             if (on && start < 0) start = x;
             if (!on && start >= 0) {{ if (x - start >= 20) runs.push([start, x]); start = -1; }}
         }}
