@@ -18,11 +18,18 @@ Recording blocks keep the host kernel's output, as the dispatcher runs them. Wan
 a record-only call. HunyuanVideo on the host's SDPA (plain here): one joint attention, the pack's
 fused kernel, whose output is SDPA's own; "… 2 calls" is the same block under another attention
 kernel or another pack's override, where the host call stays and the recording adds a second one.
+"… fused" is the same edit on focal_core.fused (fused kernel + log-sum-exp); a fused recording is
+one call where that kernel is SDPA's own (its output is then SDPA's, bit for bit), else two. Each
+section prints the kernel each fused configuration took.
 
     python benchmarks/cost.py                  # CPU, reduced sizes (printed), about 8 min of CPU time
     python benchmarks/cost.py --device cuda    # Wan2.1-14B 480p and HunyuanVideo 720p widths and tokens
+    python benchmarks/cost.py --dry-run        # no host, no GPU: the kernel each CUDA edit would take
 """
 import argparse
+import contextlib
+import importlib.util
+import itertools
 import math
 import pathlib
 import statistics
@@ -32,6 +39,9 @@ import time
 PACK_DIR = pathlib.Path(__file__).resolve().parents[1]
 DEFAULT_HOST = PACK_DIR / ".host" / "ComfyUI"
 KEYWORDS = 8          # keyword columns the anchor and the probe touch
+WAN_KINDS = ("weak", "weak fused", "source", "source fused", "probe", "probe fused")
+HUNYUAN_KINDS = ("weak", "weak fused", "source", "source fused", "source 2 calls", "probe", "probe fused",
+                 "probe 2 calls")
 WAN_TEXT = 512        # umT5 context length
 HUNYUAN_TEXT = 256    # LLaMA crop length
 
@@ -52,6 +62,9 @@ def parse_args(argv=None):
     p.add_argument("--resolve", type=float, default=0.004, help="target standard error of each median ratio")
     p.add_argument("--max-rounds", type=int, default=30)
     p.add_argument("--min-rounds", type=int, default=9)
+    p.add_argument("--section-seconds", type=float, help="stop adding rounds to a section after this many "
+                   "seconds (at least 3 rounds; default: none on CPU, 60 on CUDA, so a run fits 10 minutes)")
+    p.add_argument("--dry-run", action="store_true", help="print the kernel each CUDA edit would take and exit")
     p.add_argument("--skip", default="", help="comma-separated sections to skip: wan-call, wan-block, "
                    "hunyuan-call, hunyuan-block, step, auto")
     return p.parse_args(argv)
@@ -103,8 +116,9 @@ class Bench:
         times = {name: [] for name in names}
         ratios = {name: [] for name in names[1:]}
         deltas = {name: [] for name in names[1:]}
-        rounds = 0
-        while rounds < self.args.max_rounds:
+        rounds, started = 0, time.perf_counter()
+        budget = self.args.section_seconds or (60.0 if self.cuda else math.inf)
+        while rounds < self.args.max_rounds and (rounds < 3 or time.perf_counter() - started < budget):
             order = names[rounds % len(names):] + names[:rounds % len(names)]
             got = {name: self.clock(configs[name]) for name in order}
             for name in names:
@@ -153,10 +167,47 @@ def boot(args):
     from comfy.cli_args import args as host_args
     host_args.cpu = args.device == "cpu"
     host_args.use_pytorch_cross_attention = True   # plain = SDPA, the host's default on GPUs (CPU: sub-quad)
+    return load_pack()
+
+
+def load_pack():
+    """torch, with the pack importable as ``focal_guidance`` (its __init__ imports no host module)."""
     import torch
     from register_pack import register_pack
     register_pack(PACK_DIR)
     return torch
+
+
+def dry_run():
+    """The kernel each edit would take on CUDA, by focal_core.fused's own rules, for each kernel SDPA
+    may pick there (flash: Ampere/Ada 16-bit; cuDNN: Hopper 16-bit, torch >= 2.5; memory-efficient:
+    fp32 or masked). A check of the dispatch logic without a GPU, not a measurement."""
+    torch = load_pack()
+    from focal_guidance.focal_core import fused, kernels
+    from torch.nn.attention import SDPBackend
+    print(f"# Dry run of the CUDA kernel choice, torch {torch.__version__} (cuDNN takes a bias: "
+          f"{kernels.CUDNN_TAKES_BIAS}); head dim 128; 'one call': a recording's output is SDPA's own, so the "
+          "block needs one attention")
+    print("| family, edit | dtype | key mask | SDPA picks | kernel | one call |\n|---|---|---|---|---|---|")
+    picks = {"flash": SDPBackend.FLASH_ATTENTION, "cuDNN": SDPBackend.CUDNN_ATTENTION,
+             "efficient": SDPBackend.EFFICIENT_ATTENTION}
+    rows = (("Wan text call, weak", True), ("Wan text call, source/probe", False),
+            ("HunyuanVideo joint, any edit", False))
+    for (label, bias), dtype, masked, (pick, choice) in itertools.product(
+            rows, (torch.bfloat16, torch.float16, torch.float32), (False, True), picks.items()):
+        if (dtype == torch.float32 and pick != "efficient") or (masked and pick == "flash"):
+            continue   # SDPA picks neither flash nor cuDNN for fp32, nor flash with a mask
+        path = kernels.choose_kernel(kernels.KernelQuery("cuda", dtype, 128, 128, True, bias, masked, int(choice)))
+        one_call = "-" if bias else ("checked once at run time" if (path, pick) == (kernels.CUDA_CUDNN, "cuDNN") else
+                                     "yes" if (path, pick) in ((kernels.CUDA_FLASH, "flash"),
+                                                               (kernels.CUDA_EFFICIENT, "efficient")) else "no")
+        print(f"| {label} | {str(dtype).split('.')[1]} | {masked} | {pick} | {path} | {one_call} |")
+    for gamma in (0.5, 1.5, 3.0):
+        fits = {str(d).split(".")[1]: math.exp(gamma) * torch.finfo(d).eps / 2 <= fused.MAX_ROUNDING_ERROR
+                for d in (torch.bfloat16, torch.float16, torch.float32)}
+        print(f"HunyuanVideo anchor bias down to -{gamma}: fused (rank-c) in " +
+              ", ".join(d for d, ok in fits.items() if ok) + "; explicit in " +
+              (", ".join(d for d, ok in fits.items() if not ok) or "none"))
 
 
 def edits(torch, n, n_text, device):
@@ -172,16 +223,23 @@ def edits(torch, n, n_text, device):
 
 
 def wan_text_attention(kind, edit_kinds):
-    """An attention override doing what the Wan family does for the text call (k has WAN_TEXT keys)."""
+    """An attention override doing what the Wan family does for the text call (k has WAN_TEXT keys).
+    "… fused": the same on focal_core.fused; a recording is then one call where the fused kernel is
+    SDPA's own (the wiring focal_core.fused proposes), else the host call plus a record-only one."""
     from focal_guidance.focal_core.attention import text_cross_attention
+    from focal_guidance.focal_core.fused import fused_text_cross_attention
+    from focal_guidance.focal_core.kernels import output_is_sdpas
+    edit, is_fused = kind.split()[0], kind.endswith("fused")
+    attend = fused_text_cross_attention if is_fused else text_cross_attention
 
     def run(q, k, v, heads, host):
         b, n, inner = q.shape
         qh, kh, vh = (t.view(b, -1, heads, inner // heads).transpose(1, 2) for t in (q, k, v))
-        record_only = kind != "weak"
-        out = host() if record_only else None
-        res, _ = text_cross_attention(qh, kh, vh, edit_kinds[kind], need_output=not record_only)
-        return out if record_only else res.transpose(1, 2).reshape(b, n, inner)
+        record_only = edit != "weak"
+        one_call = is_fused and record_only and output_is_sdpas(qh, kh, vh)
+        out = host() if record_only and not one_call else None
+        res, _ = attend(qh, kh, vh, edit_kinds[edit], need_output=not record_only or one_call)
+        return out if out is not None else res.transpose(1, 2).reshape(b, n, inner)
 
     def override(func, *args, **kwargs):
         q, k, v = args[:3]
@@ -193,21 +251,29 @@ def wan_text_attention(kind, edit_kinds):
 
 
 def hunyuan_joint_attention(kind, edit_kinds, n_video):
-    """An attention override doing what the dispatcher does for HunyuanVideo's joint call."""
-    from focal_guidance.focal_core.attention import joint_attention_text_edit, lse_output_is_sdpas
-
+    """An attention override doing what the dispatcher does for HunyuanVideo's joint call ("… fused":
+    with focal_core.fused wired into the family)."""
+    from focal_guidance.focal_core.attention import (
+        joint_attention_text_edit,
+        lse_output_is_sdpas,
+    )
+    from focal_guidance.focal_core.fused import fused_joint_attention_text_edit
+    from focal_guidance.focal_core.kernels import output_is_sdpas
+    edit, is_fused = kind.split()[0], "fused" in kind
+    attend, one_call_is_sdpas = ((fused_joint_attention_text_edit, output_is_sdpas) if is_fused
+                                 else (joint_attention_text_edit, lse_output_is_sdpas))
     noted = set()
 
     def run(q, k, v, mask, host):
         two_calls = kind.endswith("2 calls")
-        if kind in ("source", "probe") and not lse_output_is_sdpas(q, k, v, mask):
+        if edit in ("source", "probe") and not two_calls and not one_call_is_sdpas(q, k, v, mask):
             if kind not in noted:
                 noted.add(kind)
-                print(f"note: SDPA picks a kernel without the log-sum-exp here, so '{kind}' makes two calls, "
-                      "as the dispatcher does")
+                print(f"note: the kernel giving the log-sum-exp here is not SDPA's own, so '{kind}' makes two "
+                      "calls, as the dispatcher does")
             two_calls = True
         out = host() if two_calls else None
-        res, _ = joint_attention_text_edit(q, k, v, n_video, edit_kinds[kind.split()[0]], key_mask=mask)
+        res, _ = attend(q, k, v, n_video, edit_kinds[edit], key_mask=mask)
         if out is not None:
             return out
         b, h, n, d = res.shape
@@ -221,6 +287,43 @@ def hunyuan_joint_attention(kind, edit_kinds, n_video):
     return run, override
 
 
+def print_paths(configs):
+    """The path each fused configuration took, as focal_core logs it at debug level (one more call each)."""
+    import logging
+    logger = logging.getLogger("focal_guidance.focal_core")
+    messages = []
+    handler = logging.Handler(logging.DEBUG)
+    handler.emit = lambda record: messages.append(record.getMessage())
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        for name, fn in configs.items():
+            if name.endswith("fused"):
+                messages.clear()
+                fn()
+                paths = list(dict.fromkeys(m.removeprefix("focal attention: ") for m in messages))
+                print(f"path, {name}: " + "; ".join(paths))
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+def wired_fused():
+    """The wiring focal_core.fused proposes, in this process only: the families call the fused functions."""
+    from focal_guidance.focal_core import fused, kernels
+    from focal_guidance.focal_core.families import hunyuan_video, wan
+    names = ((wan, "text_cross_attention", fused.fused_text_cross_attention),
+             (hunyuan_video, "joint_attention_text_edit", fused.fused_joint_attention_text_edit),
+             (hunyuan_video, "lse_output_is_sdpas", kernels.output_is_sdpas))
+    stack = contextlib.ExitStack()
+    for module, name, replacement in names:
+        saved = getattr(module, name)
+        setattr(module, name, replacement)
+        stack.callback(setattr, module, name, saved)
+    return stack
+
+
 def section_wan_call(bench, torch, dev, dtype, heads, n):
     from comfy.ldm.modules.attention import optimized_attention
     gen = torch.Generator().manual_seed(1)
@@ -228,11 +331,13 @@ def section_wan_call(bench, torch, dev, dtype, heads, n):
     k, v = (torch.randn(1, WAN_TEXT, heads * 128, generator=gen).to(dev, dtype) for _ in range(2))
     kinds = edits(torch, n, WAN_TEXT, dev)
     configs = {"plain": lambda: optimized_attention(q, k, v, heads)}
-    for kind in ("weak", "source", "probe"):
+    for kind in WAN_KINDS:
         run, _ = wan_text_attention(kind, kinds)
         configs[kind] = lambda run=run: run(q, k, v, heads, lambda: optimized_attention(q, k, v, heads))
-    return bench.compare(f"Wan text cross-attention call: {n} video tokens x {WAN_TEXT} text keys, "
-                         f"{heads} heads of 128, {dtype}", configs)
+    result = bench.compare(f"Wan text cross-attention call: {n} video tokens x {WAN_TEXT} text keys, "
+                           f"{heads} heads of 128, {dtype}", configs)
+    print_paths(configs)
+    return result
 
 
 def wan_block_at(bench, torch, dev, dtype, heads, n, calls):
@@ -249,6 +354,9 @@ def wan_block_at(bench, torch, dev, dtype, heads, n, calls):
     print("| config | block ratio = 1 + median Δcall / block |\n|---|---|")
     for name, (_, delta) in calls.items():
         print(f"| {name} | {1 + delta / seconds:.4f} |")
+    print("Wan 14B step, 8 weak + 2 source blocks of 40 (composed: 1 + (8 Δweak + 2 Δsource) / (40 blocks)): "
+          + "; ".join(f"{label} {1 + (8 * calls[w][1] + 2 * calls[s][1]) / (40 * seconds):.4f}"
+                      for label, w, s in (("explicit", "weak", "source"), ("fused", "weak fused", "source fused"))))
 
 
 def _random_weights(block, torch, seed, dev, dtype):
@@ -279,7 +387,7 @@ def section_wan_block(bench, torch, dev, dtype, heads, n):
     dim = heads * 128
     kinds = edits(torch, n, WAN_TEXT, dev)
     configs = {}
-    for kind in ("plain", "weak", "source", "probe"):
+    for kind in ("plain",) + WAN_KINDS:
         options = {"optimized_attention_override": wan_text_attention(kind, kinds)[1]}
 
         def call(options=options):
@@ -308,11 +416,13 @@ def section_hunyuan_call(bench, torch, dev, dtype, heads, n_video):
     def host():
         return optimized_attention(q, k, v, heads, skip_reshape=True)
     configs = {"plain": host}
-    for kind in ("weak", "source", "source 2 calls", "probe", "probe 2 calls"):
+    for kind in HUNYUAN_KINDS:
         run, _ = hunyuan_joint_attention(kind, kinds, n_video)
         configs[kind] = lambda run=run: run(q, k, v, None, host)
-    return bench.compare(f"HunyuanVideo joint attention call: {n_video} video + {HUNYUAN_TEXT} text tokens, "
-                         f"{heads} heads of 128, {dtype}", configs)
+    result = bench.compare(f"HunyuanVideo joint attention call: {n_video} video + {HUNYUAN_TEXT} text tokens, "
+                           f"{heads} heads of 128, {dtype}", configs)
+    print_paths(configs)
+    return result
 
 
 def section_hunyuan_block(bench, torch, dev, dtype, heads, n_video):
@@ -327,15 +437,19 @@ def section_hunyuan_block(bench, torch, dev, dtype, heads, n_video):
     vec = torch.randn(1, hidden, generator=gen).to(dev, dtype)
     kinds = edits(torch, n_video, HUNYUAN_TEXT, dev)
     configs = {}
-    for kind in ("plain", "weak", "source", "source 2 calls", "probe", "probe 2 calls"):
+    for kind in ("plain",) + HUNYUAN_KINDS:
         options = {"optimized_attention_override": hunyuan_joint_attention(kind, kinds, n_video)[1]}
 
         def call(options=options):
             with torch.no_grad():
                 block(img, txt, vec, None, transformer_options=options)
         configs[kind] = call
-    return bench.compare(f"HunyuanVideo double-stream block (host DoubleStreamBlock, no RoPE): {n_video} video + "
-                         f"{HUNYUAN_TEXT} text tokens, hidden {hidden} = {heads} heads, {dtype}", configs, memory=False)
+    result = bench.compare(f"HunyuanVideo double-stream block (host DoubleStreamBlock, no RoPE): {n_video} video + "
+                           f"{HUNYUAN_TEXT} text tokens, hidden {hidden} = {heads} heads, {dtype}", configs,
+                           memory=False)
+    print("HunyuanVideo step with a probe on every block (composed: every block pays the block ratio): "
+          f"explicit {result['probe'][0]:.4f}, fused {result['probe fused'][0]:.4f}")
+    return result
 
 
 def section_steps(bench, torch, dev, dtype, n_video):
@@ -379,10 +493,12 @@ def section_steps(bench, torch, dev, dtype, n_video):
             latent = torch.zeros(1, 16, frames, h, w)
         configs = {}
         for name, m in models.items():
-            def step(m=m, latent=latent):
-                comfy.sample.sample(m, noise, 1, 5.0, "euler", "simple", cond(1), cond(2), latent, seed=0,
-                                    disable_pbar=True)
-            configs[name.split()[0] if name == "plain" else name] = step
+            for fused in ((False,) if name == "plain" else (False, True)):
+                def step(m=m, latent=latent, noise=noise, fused=fused):
+                    with wired_fused() if fused else contextlib.nullcontext():
+                        comfy.sample.sample(m, noise, 1, 5.0, "euler", "simple", cond(1), cond(2), latent, seed=0,
+                                            disable_pbar=True)
+                configs[name + (" fused" if fused else "")] = step
         results[family] = bench.compare(f"Whole step, {family}, dim 256 = 2 heads, {frames}x{h // 2}x{w // 2} = "
                                         f"{frames * (h // 2) * (w // 2)} video tokens, cfg batch 2, {dtype}",
                                         configs, memory=False)
@@ -430,6 +546,9 @@ def section_auto_run(bench, torch, dev, dtype, n_video, steps=8):
 
 def main():
     args = parse_args()
+    if args.dry_run:
+        dry_run()
+        return
     torch = boot(args)
     cuda = args.device == "cuda"
     if not cuda:
@@ -454,9 +573,13 @@ def main():
         section_hunyuan_call(bench, torch, dev, dtype, hy_heads, args.hunyuan_tokens or (118800 if cuda else 3120))
     if "hunyuan-block" not in skip:
         section_hunyuan_block(bench, torch, dev, dtype, hy_heads, args.hunyuan_tokens or (118800 if cuda else 3120))
-    if "step" not in skip:
+    kornia = importlib.util.find_spec("kornia") is not None
+    if not kornia and not {"step", "auto"} <= skip:
+        print("\nskipped the whole-step and auto sections: kornia is not installed (the pack's nodes import it); "
+              "the composed step ratios above stand in")
+    if "step" not in skip and kornia:
         section_steps(bench, torch, dev, dtype, args.step_tokens or (32760 if cuda else 1560))
-    if "auto" not in skip:
+    if "auto" not in skip and kornia:
         section_auto_run(bench, torch, dev, dtype, args.step_tokens or (32760 if cuda else 1560))
     print(f"\ntotal process CPU time {time.process_time():.0f} s")
 

@@ -26,6 +26,11 @@ _MAD_TO_SIGMA = 1.4826
 # Floor on that σ, relative to mean |score|: a flat or exactly linear curve has MAD = 0, and
 # without a floor float round-off alone would be flagged as a dip.
 _REL_SCALE_FLOOR = 1e-3
+# The contrast rule's step per kappa, in natural-log contrast (a factor 1.82): chosen on the probe
+# curves of the trained test model and its planted controls, where kappa 2 (a factor 0.30) flags every
+# planted × 0.3 block and no healthy one (docs/method.md §10).
+CONTRAST_STEP = 0.6
+_CONTRAST_FLOOR = 1e-6
 
 
 def _work_dtype(device: torch.device) -> torch.dtype:
@@ -124,6 +129,31 @@ def response_similarity(x, region=None) -> torch.Tensor:
     return ((x * m).sum(dim=(-2, -1)) / total).float()
 
 
+def response_contrast(x) -> torch.Tensor:
+    """Spatial contrast of each map: its coefficient of variation, std / mean over the grid.
+
+    A block that still tells tokens apart by the text gives a map with peaks (contrast well
+    above 0); a block whose text logits were flattened (a Semantic-Weak block that lost its
+    focus) spreads its text mass nearly evenly, and the contrast falls towards 0. Scale-free like
+    Moran's I, but blind to shape: a flattened map can keep its blob (Moran's I unchanged) and
+    still lose its contrast. A map with no mass gives 0.
+
+    Args:
+        x: non-negative response maps ``[... h w]`` (attention mass).
+
+    Returns:
+        float32 ``[...]``.
+
+    Example:
+        >>> response_contrast(torch.tensor([[1.0, 1.0], [1.0, 5.0]])).item()
+        0.8660253882408142
+    """
+    x = _as_map(x)
+    mean = x.mean(dim=(-2, -1))
+    std = x.std(dim=(-2, -1), unbiased=False)
+    return torch.where(mean > 0, std / torch.where(mean > 0, mean, 1.0), torch.zeros_like(mean)).float()
+
+
 def _as_curve(scores) -> torch.Tensor:
     s = torch.as_tensor(scores).detach().to("cpu", torch.float64)
     if s.ndim != 1 or s.numel() == 0:
@@ -201,6 +231,48 @@ def semantic_weak_layers(scores, kappa: float = 1.0, trend_window: int = 5,
     sigma = max(_MAD_TO_SIGMA * mad, floor)
     weak = (centred < -kappa * sigma).tolist()
     return [i for i in _intermediate(len(s), exclude_ends) if weak[i]]
+
+
+def low_contrast_layers(contrast, kappa: float = 1.0, exclude_ends: int = 2) -> list[int]:
+    """Blocks whose text response lost its contrast: below the median block's contrast by more than
+    a factor ``exp(kappa · CONTRAST_STEP)`` (kappa 2: under 0.30 of the median).
+
+    The depth-trend rule (:func:`semantic_weak_layers`) finds a block that dips below its
+    neighbours; a run of weak neighbours is its own trend and passes. This rule compares every
+    block with the model's median block instead, so it holds while up to half the blocks are weak.
+    The step is fixed rather than a robust σ of the curve: a healthy model's middle blocks differ
+    in contrast by a factor 2–5 within one clip, so a σ from ten blocks is noise (the trained test
+    model's probe curves, recorded by ``benchmarks/prompt_following/control.py --probe``).
+
+    Args:
+        contrast: :func:`response_contrast` per block ``[l]``, averaged over frames and steps.
+        kappa: depth of the loss in steps of ``CONTRAST_STEP`` (natural log).
+        exclude_ends: blocks at each end that never qualify.
+
+    Returns:
+        sorted block indices.
+
+    Example:
+        >>> low_contrast_layers([1.8, 1.9, 3.2, 0.4, 0.3, 0.5, 0.5, 2.3, 1.9, 2.6], kappa=2.0)
+        [3, 4, 5, 6]
+    """
+    if kappa < 0:
+        raise ValueError(f"kappa must be >= 0, got {kappa}")
+    logs = _as_curve(contrast).clamp_min(_CONTRAST_FLOOR).log()   # a flat map (contrast 0) is the weakest
+    low = (logs < logs.quantile(0.5) - kappa * CONTRAST_STEP).tolist()
+    return [i for i in _intermediate(len(logs), exclude_ends) if low[i]]
+
+
+def weak_layers(scores, contrast, kappa: float = 1.0, trend_window: int = 5, exclude_ends: int = 2) -> list[int]:
+    """The Semantic-Weak blocks: a dip in the combined score (:func:`semantic_weak_layers`) or a loss
+    of contrast (:func:`low_contrast_layers`), at the same ``kappa``.
+
+    Example:
+        >>> weak_layers([1.0, 1.1, 1.2, 1.3, 1.4, 0.5, 1.6, 1.7, 1.8, 1.9], [2.0] * 3 + [0.2] + [2.0] * 6)
+        [3, 5]
+    """
+    dips = semantic_weak_layers(scores, kappa=kappa, trend_window=trend_window, exclude_ends=exclude_ends)
+    return sorted(set(dips) | set(low_contrast_layers(contrast, kappa=kappa, exclude_ends=exclude_ends)))
 
 
 def responsive_layers(scores, top_r: int = 2, exclude_ends: int = 2,

@@ -230,11 +230,18 @@ def summary(results):
     return {"clips": n, "patched": len(patched),
             "followed": {"baseline": sum(s["followed"] for s in base), "focal": sum(s["followed"] for s in focal)},
             "exact": {"baseline": sum(s["exact"] for s in base), "focal": sum(s["exact"] for s in focal)},
-            "mean_progress": {"baseline": sum(s["progress"] for s in base) / n,
-                              "focal": sum(s["progress"] for s in focal) / n},
+            "mean_progress": {kind: {role: _mean_progress(results, role, kind) for role in ("baseline", "focal")}
+                              for kind in ("moves", "turns")},
             "wins": sum(r["focal"]["followed"] and not r["baseline"]["followed"] for r in results),
             "losses": sum(r["baseline"]["followed"] and not r["focal"]["followed"] for r in results),
             "changed": sum(not r["focal_equals_baseline"] for r in results)}
+
+
+def _mean_progress(results, role, kind):
+    """Mean progress of one action kind ('moves' or 'turns'); moves and colour changes are never averaged
+    together (a move's progress runs from -1, the wrong way, a colour change's from 0). None: no such clip."""
+    picked = [r[role]["progress"] for r in results if r["prompt"].split()[3] == kind]
+    return sum(picked) / len(picked) if picked else None
 
 
 def verdict(s, kappa):
@@ -248,8 +255,15 @@ def verdict(s, kappa):
     return (f"With the shipped defaults Focal Guidance patched {s['patched']} of {n} clips{unpatched}. "
             f"Followed the prompt: baseline {s['followed']['baseline']}/{n}, Focal Guidance "
             f"{s['followed']['focal']}/{n} ({s['wins']} won, {s['losses']} lost); mean progress of the asked "
-            f"action (1: all of it): baseline {s['mean_progress']['baseline']:.2f}, Focal Guidance "
-            f"{s['mean_progress']['focal']:.2f}.")
+            f"action (1: all of it), baseline → Focal Guidance: "
+            + "; ".join(f"{label} {_two(s['mean_progress'][kind])}"
+                        for kind, label in (("turns", "colour changes"), ("moves", "moves"))) + ".")
+
+
+def _two(pair):
+    if pair["baseline"] is None:
+        return "none in these clips"
+    return f"{pair['baseline']:.2f} → {pair['focal']:.2f}"
 
 
 def _score_text(s):

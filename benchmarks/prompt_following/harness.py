@@ -7,6 +7,7 @@
     .venv/bin/python benchmarks/prompt_following/harness.py --stage probe --cfg 2 --out out/pf_cfg2   # then
     .venv/bin/python benchmarks/prompt_following/harness.py --stage val --cfg 2 --out out/pf_cfg2     # the same
                                                                        # sweep where the model under-weights words
+    .venv/bin/python benchmarks/prompt_following/control.py            # the positive control (planted weakness)
 
 Everything runs in-process through the real host: the model comes from ``comfy.sd.load_diffusion_model``
 (what UNETLoader calls), conditioning is built like WanImageToVideo's (``concat_latent_image`` and
@@ -19,9 +20,10 @@ pack's node classes (Semantic Layer Probe/Report, Region Anchor, Focal Attention
 2. Validation split: baseline, then each setting with the same seeds; one-at-a-time sweeps of
    alpha, beta, gamma, the step window and kappa around the node defaults.
 3. Test split: baseline, node defaults, and the best validation setting, never tuned here.
-Reports success rates with 95% Wilson intervals (all clips, and per action kind), paired
-wins/losses against the baseline, the named object's mean progress (how far it moved the asked
-way, or how much of the new colour it took), and the keywords' attention mass inside their
+Reports moves and colour changes apart, never summed: per kind the clips that followed with 95% Wilson
+intervals, the named object's mean progress (how far it moved the asked way, or how much of the new
+colour it took; task.score), paired wins/losses and the paired progress difference with its 95% t
+interval against the baseline, and the keywords' attention mass inside their
 region in the weak blocks (recorded by a Semantic Layer Probe chained after the
 transfer, which sees the probabilities the model really uses). Writes strips (baseline | FG).
 """
@@ -111,16 +113,19 @@ def reference_image(scene: task.Scene) -> torch.Tensor:
     return to_rgb(task.reference(scene))[0][None]
 
 
-def anchor_for(scene: task.Scene, mode: str, action_word: bool = False):
+def anchor_for(scene: task.Scene, mode: str, action_word: bool = False, frame_decay: float | None = None):
     """Region Anchor for the named object's colour and shape words (and the action word, if asked):
-    'mask only' from a hand mask of the object, or 'model attention (fallback)'."""
+    'mask only' from a hand mask of the object, or 'model attention (fallback)'; ``frame_decay``
+    None keeps the node's default."""
     from focal_guidance.nodes.anchor import RegionAnchorNode
     from standin_nodes.word_tokenizer import FocalStandInWordTokenizerCLIP
     word_clip = FocalStandInWordTokenizerCLIP.execute("wan").args[0]
     mask = task.object_mask(scene).repeat_interleave(IMAGE_SCALE, 0).repeat_interleave(IMAGE_SCALE, 1)
     keywords = scene.keywords + ((scene.action_word,) if action_word else ())
+    decay = {} if frame_decay is None else {"frame_decay": frame_decay}
     return node_call(RegionAnchorNode, image=reference_image(scene), text_encoder=word_clip, prompt=scene.prompt,
-                     keywords=", ".join(keywords), mode=mode, mask=mask[None] if mode == "mask only" else None)[0]
+                     keywords=", ".join(keywords), mode=mode, mask=mask[None] if mode == "mask only" else None,
+                     **decay)[0]
 
 
 @dataclass(frozen=True)
@@ -136,6 +141,7 @@ class Setting:
     weak: str | None = None                # override the probe's blocks (diagnostics)
     sources: str | None = None
     action_word: bool = False              # anchor the action word (direction or new colour) to the object too
+    frame_decay: float | None = None       # Region Anchor's frame_decay; None: the node's default
 
 
 DEFAULTS = Setting("node defaults")
@@ -151,7 +157,7 @@ def focal_model(model, scene, setting: Setting, blocks: dict):
     sources = setting.sources if setting.sources is not None else blocks[setting.kappa]["responsive"]
     if not weak:
         return None
-    anchor = anchor_for(scene, setting.anchor, setting.action_word) if setting.anchor else None
+    anchor = anchor_for(scene, setting.anchor, setting.action_word, setting.frame_decay) if setting.anchor else None
     return node_call(FocalAttentionTransfer, model=model, weak_blocks=weak, source_blocks=sources,
                      alpha=setting.alpha, beta=setting.beta, gamma=setting.gamma, start_percent=setting.start,
                      end_percent=setting.end, anchor=anchor)[0]
@@ -214,6 +220,9 @@ def probe_blocks(model, scenes, seeds) -> dict:
 
 # ---------------------------------------------------------------- evaluation
 
+KINDS = ("moves", "turns")
+
+
 @dataclass
 class Outcome:
     name: str
@@ -224,24 +233,30 @@ class Outcome:
     def n(self):
         return len(self.scores)
 
-    @property
-    def successes(self):
-        return sum(s.followed for s in self.scores)
+    def of_kind(self, kind: str) -> list:
+        return [s for s, k in zip(self.scores, self.kinds, strict=True) if k == kind]
 
     def summary(self, base: "Outcome | None" = None) -> dict:
-        low, high = task.wilson_interval(self.successes, self.n)
-        row = {"setting": self.name, "n": self.n, "success": self.successes / self.n, "ci95": (low, high),
-               "exact": sum(s.exact for s in self.scores) / self.n,
-               "progress": sum(s.progress for s in self.scores) / self.n,
+        """Moves and colour changes apart (never one headline): per kind the clips that followed with
+        their 95% Wilson interval, the exact ones, the mean progress and, against ``base`` (the same
+        scenes and seeds), paired wins/losses and the mean progress difference with its 95% t interval."""
+        row = {"setting": self.name, "n": self.n,
                "distractor_moved": sum(s.distractor_drift > 1 or not s.distractors_kept
-                                       for s in self.scores) / self.n}
-        for kind in ("moves", "turns"):
-            of_kind = [s for s, k in zip(self.scores, self.kinds, strict=True) if k == kind]
-            row[kind] = (sum(s.followed for s in of_kind), len(of_kind),
-                         sum(s.progress for s in of_kind) / max(1, len(of_kind)))
-        if base is not None:
-            row["wins"] = sum(s.followed and not b.followed for s, b in zip(self.scores, base.scores, strict=True))
-            row["losses"] = sum(b.followed and not s.followed for s, b in zip(self.scores, base.scores, strict=True))
+                                       for s in self.scores) / max(1, self.n)}
+        for kind in KINDS:
+            mine = self.of_kind(kind)
+            n = len(mine)
+            followed = sum(s.followed for s in mine)
+            part = {"n": n, "followed": followed, "ci95": task.wilson_interval(followed, n),
+                    "exact": sum(s.exact for s in mine), "progress": sum(s.progress for s in mine) / max(1, n)}
+            if base is not None:
+                theirs = base.of_kind(kind)
+                part["wins"] = sum(s.followed and not b.followed for s, b in zip(mine, theirs, strict=True))
+                part["losses"] = sum(b.followed and not s.followed for s, b in zip(mine, theirs, strict=True))
+                if n >= 2:
+                    part["progress_diff"] = task.paired_interval([s.progress for s in mine],
+                                                                 [b.progress for b in theirs])
+            row[kind] = part
         return row
 
 
@@ -263,12 +278,12 @@ def text_gain_by_block(model, scenes, seeds, gains=(0.0, 2.0)) -> dict:
     progress per (gain, block) over the clips, with the unscaled model under (1.0, None). Not a
     Focal Guidance mechanism: a diagnostic of which blocks carry the action word."""
     blocks = model.model.diffusion_model.blocks
-    results = {(1.0, None): evaluate(model, scenes, seeds, None, {}).summary()["progress"]}
+    results = {(1.0, None): evaluate(model, scenes, seeds, None, {}).summary()["turns"]["progress"]}
     for gain in gains:
         for index, block in enumerate(blocks):
             handle = block.cross_attn.register_forward_hook(lambda module, args, out, g=gain: out * g)
             try:
-                results[(gain, index)] = evaluate(model, scenes, seeds, None, {}).summary()["progress"]
+                results[(gain, index)] = evaluate(model, scenes, seeds, None, {}).summary()["turns"]["progress"]
             finally:
                 handle.remove()
             print(f"gain {gain} block {index}: progress {results[(gain, index)]:.2f}", flush=True)
@@ -311,6 +326,19 @@ def _what_it_turned(scene: task.Scene, clip: torch.Tensor) -> str:
     strengths = {c: float(task.strength_at(clip, c, obj.shape, obj.y, obj.x)[-1]) for c in task.COLOURS}
     colour, value = max(strengths.items(), key=lambda kv: kv[1])
     return colour if value >= 0.5 else "none"
+
+
+NOTHING_PATCHED = "nothing patched: the probe found no weak block, so this row is the baseline"
+
+
+def model_sha256(path: pathlib.Path) -> str:
+    import hashlib
+    return hashlib.sha256(pathlib.Path(path).read_bytes()).hexdigest()
+
+
+def run_key(model_path: pathlib.Path, split: str, n: int) -> str:
+    """What a cached result depends on besides the setting: the model's bytes, the CFG, the clips."""
+    return f"{model_sha256(model_path)[:16]}-cfg{CFG:g}-{split}-{n}"
 
 
 def split_with_seeds(split: str, n: int):
@@ -375,17 +403,28 @@ def save_strips(path: pathlib.Path, rows: list[tuple[str, torch.Tensor, torch.Te
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| setting | n | success | 95% interval | moves (progress) | colour changes (progress) | "
-             "wins/losses vs base | exact | "
-             "mean progress (target 1) | another object moved or changed | keyword mass in region, base → FG |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    """One line per setting; moves and colour changes in their own columns, never summed."""
+    def kind_cells(part: dict) -> str:
+        if not part["n"]:
+            return "– | – | –"
+        low, high = part["ci95"]
+        cells = f"{part['followed']}/{part['n']} ({low:.2f}–{high:.2f}) | {part['progress']:.2f} | "
+        if "progress_diff" in part:
+            mean, lo, hi = part["progress_diff"]
+            cells += f"{part['wins']}/{part['losses']}, {mean:+.2f} ({lo:+.2f}…{hi:+.2f})"
+        else:
+            cells += "–"
+        return cells
+
+    lines = ["| setting | colour changes followed (95%) | their progress | wins/losses, Δprogress (95%) | "
+             "moves followed (95%) | their progress | wins/losses, Δprogress (95%) | "
+             "another object moved or changed | keyword mass in region, base → FG |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        wl = f"{r['wins']}/{r['losses']}" if "wins" in r else "–"
         mass = f"{r['mass_base']:.2f} → {r['mass']:.2f}" if r.get("mass") is not None else "–"
-        kinds = " | ".join(f"{r[k][0]}/{r[k][1]}" + (f" ({r[k][2]:.2f})" if len(r[k]) > 2 else "")
-                           for k in ("moves", "turns"))
-        lines.append(f"| {r['setting']} | {r['n']} | {r['success']:.2f} | {r['ci95'][0]:.2f}–{r['ci95'][1]:.2f} | "
-                     f"{kinds} | {wl} | {r['exact']:.2f} | {r['progress']:.2f} | {r['distractor_moved']:.2f} | {mass} |")
+        note = f" ({r['note']})" if r.get("note") else ""
+        lines.append(f"| {r['setting']}{note} | {kind_cells(r['turns'])} | {kind_cells(r['moves'])} | "
+                     f"{r['distractor_moved']:.2f} | {mass} |")
     return "\n".join(lines)
 
 
@@ -424,7 +463,7 @@ def run_validation(model, args, blocks) -> list[dict]:
     rows = [base.summary()] if index == 0 else []
     for setting in sweep_settings()[index::parts]:
         if setting.weak is None and not blocks[setting.kappa]["weak"]:    # nothing to patch: FG is the baseline
-            rows.append({**replace(base, name=setting.name).summary(base), "note": "probe found no weak blocks"})
+            rows.append({**replace(base, name=setting.name).summary(base), "note": NOTHING_PATCHED})
         else:
             rows.append(evaluate(model, scenes, seeds, setting, blocks).summary(base))
         print(table(rows[-1:]).splitlines()[-1], flush=True)
@@ -432,13 +471,13 @@ def run_validation(model, args, blocks) -> list[dict]:
 
 
 def run_test(model, args, blocks, settings: list[Setting]) -> list[dict]:
-    """Baseline and ``settings`` on the test split. Rows already in ``test_rows.json`` (same n) are
+    """Baseline and ``settings`` on the test split. Rows already cached for this model, CFG and n are
     kept, so a setting chosen later on the validation split can be added without resampling."""
-    cache = args.out / "test_rows.json"
+    key = run_key(args.model, "test", args.n_test)
+    cache = args.out / f"test_rows_{key}.json"
     done = json.loads(cache.read_text()) if cache.exists() else []
-    done = [r for r in done if r["n"] == args.n_test]
     scenes, seeds = split_with_seeds("test", args.n_test)
-    base_file, fg_clips = args.out / f"test_baseline_{args.n_test}.pt", {}
+    base_file, fg_clips = args.out / f"test_baseline_{key}.pt", {}
     if base_file.exists():
         base, base_clips = torch.load(base_file, weights_only=False)
     else:
@@ -451,7 +490,7 @@ def run_test(model, args, blocks, settings: list[Setting]) -> list[dict]:
         if any(r["setting"] == setting.name for r in rows):
             continue
         if setting.weak is None and not blocks[setting.kappa]["weak"]:
-            rows.append({**replace(base, name=setting.name).summary(base), "note": "probe found no weak blocks"})
+            rows.append({**replace(base, name=setting.name).summary(base), "note": NOTHING_PATCHED})
             continue
         outcome = evaluate(model, scenes, seeds, setting, blocks, keep=fg_clips)
         rows.append(outcome.summary(base))
@@ -472,8 +511,9 @@ def run_test(model, args, blocks, settings: list[Setting]) -> list[dict]:
 
 
 def best_setting(rows: list[dict]) -> Setting:
-    """The validation winner: highest success, then the furthest mean progress."""
-    best = max((r for r in rows if "wins" in r), key=lambda r: (r["success"], r["progress"]))
+    """The validation winner: most colour changes followed (the action this model can do), then their progress."""
+    best = max((r for r in rows if "wins" in r["turns"]),
+               key=lambda r: (r["turns"]["followed"], r["turns"]["progress"]))
     return next(s for s in sweep_settings() if s.name == best["setting"])
 
 

@@ -236,9 +236,17 @@ def strength_at(clip: torch.Tensor, colour: str, shape: str, y: int, x: int) -> 
     return (response * template).sum((-2, -1)) / template.sum()
 
 
+PRESENT = 0.5        # strength from which an object counts as there: half of a drawn object
+STRENGTH_MAX = 3.0   # above this the object is overdrawn (a blown-up clip), not drawn in a colour. Guidance
+                     # overshoots a change it is asked for: the committed model at CFG 5 draws the new colour
+                     # at up to 2.3 on validation (control.py), so 1.5 would call a CFG 5 colour change a failure
+
+
 @dataclass(frozen=True)
 class ClipScore:
-    progress: float       # share of the asked action done, at most 1: moves, along / TRAVEL; colour changes, new-colour strength
+    progress: float       # share of the asked action done, in [-1, 1]: moves, along / TRAVEL (negative: the wrong
+                          # way); colour changes, new-colour strength. 0 when the object is missing or overdrawn,
+                          # and never above 0 in a clip that moved or lost another object
     along: float          # a move's displacement along the instructed direction (target TRAVEL; 0 for colour changes)
     across: float         # a move's displacement across it (0 for colour changes, scored where the object stands)
     distractor_drift: float   # largest move of any other object (0 when there are none)
@@ -248,8 +256,18 @@ class ClipScore:
     exact: bool           # did the whole action (to within 1 pixel, or three quarters of the new colour)
 
 
+def _in_range(strength: float) -> bool:
+    return PRESENT <= strength <= STRENGTH_MAX
+
+
 def score(scene: Scene, clip: torch.Tensor) -> ClipScore:
-    """Score one generated clip [16, FRAMES, SIZE, SIZE] (internal latent space) against its prompt."""
+    """Score one generated clip [16, FRAMES, SIZE, SIZE] (internal latent space) against its prompt.
+
+    Progress means what it says: a move counts only for an object that is there (strength in
+    [PRESENT, STRENGTH_MAX]) and at most one TRAVEL either way; a colour change only up to a fully
+    drawn new colour and not from an overdrawn one; and a clip that moved or lost another object
+    earns no positive progress (a wrong-way move still counts against it).
+    """
     start = scene.named
     others = clip.clone()
     if scene.new_colour is not None:   # a distractor may have the new colour: look for it elsewhere only
@@ -258,7 +276,7 @@ def score(scene: Scene, clip: torch.Tensor) -> ClipScore:
     for obj in scene.objects[1:]:
         pos, _ = locate(others, obj.colour, obj.shape)
         drift = max(drift, float(max(abs(int(pos[-1, 0]) - obj.y), abs(int(pos[-1, 1]) - obj.x))))
-        kept = kept and float(strength_at(clip, obj.colour, obj.shape, obj.y, obj.x)[-1]) >= 0.5
+        kept = kept and _in_range(float(strength_at(clip, obj.colour, obj.shape, obj.y, obj.x)[-1]))
     calm = drift <= 1 and kept
     if scene.direction is not None:
         dy, dx = DIRECTIONS[scene.direction]
@@ -267,15 +285,19 @@ def score(scene: Scene, clip: torch.Tensor) -> ClipScore:
         along = moved_y * dy + moved_x * dx
         across = abs(moved_y * dx) + abs(moved_x * dy)
         present = float(strength[-1])
-        followed = along >= TRAVEL / 2 and across <= 1 and calm and present >= 0.5
-        exact = abs(along - TRAVEL) <= 1 and across <= 1 and present >= 0.5
-        return ClipScore(min(along / TRAVEL, 1.0), float(along), float(across), drift, kept, present, followed, exact)
+        there = _in_range(present)
+        progress = max(-1.0, min(along / TRAVEL, 1.0)) if there else 0.0
+        followed = along >= TRAVEL / 2 and across <= 1 and calm and there
+        exact = abs(along - TRAVEL) <= 1 and across <= 1 and there
+        return ClipScore(progress if calm else min(progress, 0.0), float(along), float(across), drift, kept,
+                         present, followed, exact)
     # scored where the object stands: a distractor may share the new colour, so no search
     new = float(strength_at(clip, scene.new_colour, start.shape, start.y, start.x)[-1])
     old = float(strength_at(clip, start.colour, start.shape, start.y, start.x)[-1])
-    followed = new >= 0.5 and old < 0.5 and calm
-    exact = new >= 0.75 and old < 0.25
-    return ClipScore(min(new, 1.0), 0.0, 0.0, drift, kept, new, followed, exact)
+    progress = max(0.0, min(new, 1.0)) if new <= STRENGTH_MAX and calm else 0.0
+    followed = _in_range(new) and old < PRESENT and calm
+    exact = 0.75 <= new <= STRENGTH_MAX and old < 0.25
+    return ClipScore(progress, 0.0, 0.0, drift, kept, new, followed, exact)
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -286,3 +308,37 @@ def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, flo
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * (p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5 / (1 + z * z / n)
     return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def _student_t_cdf(x: float, df: int) -> float:
+    """P(T ≤ x) for x ≥ 0 by Simpson's rule on the density (torch has no t distribution quantile)."""
+    grid = torch.linspace(0.0, x, 2001, dtype=torch.float64)
+    log_norm = torch.lgamma(torch.tensor((df + 1) / 2.0, dtype=torch.float64)) - torch.lgamma(
+        torch.tensor(df / 2.0, dtype=torch.float64)) - 0.5 * torch.log(torch.tensor(df * torch.pi, dtype=torch.float64))
+    density = torch.exp(log_norm - (df + 1) / 2 * torch.log1p(grid * grid / df))
+    weights = torch.ones(2001, dtype=torch.float64)
+    weights[1:-1:2], weights[2:-1:2] = 4, 2
+    return 0.5 + float((density * weights).sum()) * x / 2000 / 3
+
+
+def student_t_quantile(p: float, df: int) -> float:
+    """The p-quantile (p ≥ 0.5) of Student's t with ``df`` degrees of freedom, by bisection."""
+    low, high = 0.0, 100.0
+    for _ in range(60):
+        mid = (low + high) / 2
+        low, high = (mid, high) if _student_t_cdf(mid, df) < p else (low, mid)
+    return (low + high) / 2
+
+
+def paired_interval(after: list[float], before: list[float]) -> tuple[float, float, float]:
+    """Mean paired difference ``after − before`` and its 95% t interval: (mean, low, high).
+
+    The same scenes and seeds in both lists, so the per-clip differences are what varies.
+    """
+    if len(after) != len(before) or len(after) < 2:
+        raise ValueError(f"need two paired lists of at least 2 values, got {len(after)} and {len(before)}")
+    diff = torch.tensor(after, dtype=torch.float64) - torch.tensor(before, dtype=torch.float64)
+    n = len(diff)
+    mean, sd = float(diff.mean()), float(diff.std())
+    half = student_t_quantile(0.975, n - 1) * sd / n ** 0.5
+    return mean, mean - half, mean + half

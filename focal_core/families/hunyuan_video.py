@@ -9,7 +9,8 @@ node's ``image_interleave``; an anchor is placed from the context's end, where i
 """
 from einops import rearrange
 
-from ..attention import joint_attention_text_edit, lse_output_is_sdpas
+from ..fused import fused_joint_attention_text_edit
+from ..kernels import output_is_sdpas
 from .base import Family, ModelInfo, TextLayout, count_real
 
 # LLaMA-3 ids of the user turn; ComfyUI crops the HunyuanVideo template there.
@@ -65,10 +66,10 @@ class HunyuanVideo(Family):
         return k.shape[-2] == q.shape[-2] and k.shape[-2] > n_video
 
     def records_with_sdpas_output(self, q, k, v, mask) -> bool:
-        return lse_output_is_sdpas(q, k, v, _key_mask(mask))
+        return output_is_sdpas(q, k, v, _key_mask(mask))
 
     def edit(self, q, k, v, heads: int, n_video: int, edits, mask, need_output: bool):
-        out, recorded = joint_attention_text_edit(q, k, v, n_video, edits, key_mask=_key_mask(mask))
+        out, recorded = fused_joint_attention_text_edit(q, k, v, n_video, edits, key_mask=_key_mask(mask))
         return rearrange(out, "b h n d -> b n (h d)"), recorded   # the host's layout
 
     def block_states(self, args: dict, out: dict, row: int, n_video: int, text: TextLayout):

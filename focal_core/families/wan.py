@@ -7,7 +7,7 @@ their own call, so the prompt starts the text keys. q/k/v arrive as [b, l, heads
 """
 from einops import rearrange
 
-from ..attention import text_cross_attention
+from ..fused import fused_text_cross_attention
 from .base import Family, ModelInfo, TextLayout, count_real
 
 SUPPORTED = {"WAN21_I2V": "Wan2.1 I2V", "WAN21_T2V": "Wan2.1 T2V / Wan2.2 I2V A14B", "WAN22_T2V": "Wan2.2 TI2V-5B"}
@@ -78,7 +78,7 @@ class Wan(Family):
                              "not support")
         qh, kh, vh = (rearrange(t, "b n (h d) -> b h n d", h=heads) for t in (q, k, v))
         key_mask = None if mask is None else mask.float()
-        out, recorded = text_cross_attention(qh, kh, vh, edits, key_mask=key_mask, need_output=need_output)
+        out, recorded = fused_text_cross_attention(qh, kh, vh, edits, key_mask=key_mask, need_output=need_output)
         if out is not None:
             out = rearrange(out, "b h n d -> b n (h d)")
         return out, recorded

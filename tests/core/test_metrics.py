@@ -8,8 +8,8 @@ import torch
 
 from focal_guidance.focal_core import metrics
 from focal_guidance.focal_core.metrics import (
-    combined_score, depth_trend, morans_i, response_similarity, responsive_layers,
-    semantic_weak_layers)
+    combined_score, depth_trend, low_contrast_layers, morans_i, response_contrast, response_similarity,
+    responsive_layers, semantic_weak_layers, weak_layers)
 
 GRIDS = [(5, 7), (7, 5), (8, 8), (30, 52), (1, 6), (2, 1)]
 
@@ -292,3 +292,65 @@ class TestCombinedScore:
     def test_exception(self):
         with pytest.raises(ValueError, match=r"similarity \(3,\) and morans \(4,\) differ in length"):
             combined_score(torch.rand(3), torch.rand(4))
+
+
+def _blob_map(peak: float, size: int = 8) -> torch.Tensor:
+    """A map with one 2×2 blob ``peak`` times the background: the same shape at any peak."""
+    m = torch.ones(size, size)
+    m[3:5, 3:5] = peak
+    return m
+
+
+class TestResponseContrast:
+    def test_known_value_and_scale_free(self):
+        x = torch.tensor([[1.0, 1.0], [1.0, 5.0]])
+        assert response_contrast(x).item() == pytest.approx(3 ** 0.5 / 2)
+        assert response_contrast(x * 1e-3).item() == pytest.approx(3 ** 0.5 / 2, rel=1e-6)
+
+    def test_a_flat_or_empty_map_has_no_contrast(self):
+        assert response_contrast(torch.full((4, 4), 0.2)).item() == 0
+        assert response_contrast(torch.zeros(4, 4)).item() == 0
+
+    def test_flattening_keeps_the_shape_and_loses_the_contrast(self):
+        """What the positive control plants: a text softmax at a fraction of its logits keeps the blob
+        where it was (Moran's I barely moves) but its peak sinks towards the background."""
+        sharp, flat = _blob_map(20.0), _blob_map(1.5)
+        assert morans_i(flat).item() == pytest.approx(morans_i(sharp).item(), abs=1e-6)
+        assert response_contrast(flat).item() < 0.1 * response_contrast(sharp).item()
+
+    def test_cardinality(self):
+        assert response_contrast(torch.rand(2, 3, 5, 7)).shape == (2, 3)
+
+
+class TestLowContrastLayers:
+    HEALTHY = (1.8, 1.9, 3.2, 1.2, 1.2, 2.7, 2.2, 2.8, 1.7, 2.6)   # healthy blocks differ by a factor ~3
+
+    def test_a_run_of_flattened_blocks_that_the_depth_trend_misses(self):
+        planted = [*self.HEALTHY[:3], 0.4, 0.3, 0.5, 0.45, *self.HEALTHY[7:]]
+        assert low_contrast_layers(planted, kappa=2.0) == [3, 4, 5, 6]
+        similarity = [0.01] * 10
+        morans = [0.1] * 10     # the shape is kept: only the contrast tells
+        assert semantic_weak_layers(combined_score(similarity, morans), kappa=2.0) == []
+
+    def test_healthy_spread_is_not_a_loss(self):
+        assert low_contrast_layers(self.HEALTHY, kappa=2.0) == []
+
+    def test_larger_kappa_reports_fewer_blocks_and_ends_never_qualify(self):
+        curve = [0.1, 2.0, 2.0, 0.7, 2.0, 0.25, 2.0, 2.0, 2.0, 0.1]
+        assert low_contrast_layers(curve, kappa=1.0) == [3, 5]
+        assert low_contrast_layers(curve, kappa=2.0) == [5]
+        assert low_contrast_layers(curve, kappa=1.0, exclude_ends=0) == [0, 3, 5, 9]
+
+    def test_a_flat_block_is_the_weakest(self):
+        assert low_contrast_layers([2.0] * 4 + [0.0] + [2.0] * 5, kappa=3.0) == [4]
+
+    def test_exception(self):
+        with pytest.raises(ValueError, match="kappa"):
+            low_contrast_layers([1.0, 2.0, 3.0], kappa=-1)
+
+
+def test_weak_layers_is_either_rule_at_the_same_kappa():
+    score = [1.0, 1.1, 1.2, 1.3, 1.4, 0.5, 1.6, 1.7, 1.8, 1.9]
+    contrast = [2.0, 2.0, 2.0, 0.2, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0]
+    assert weak_layers(score, contrast, kappa=2.0) == [3, 5]
+    assert weak_layers(score, [2.0] * 10, kappa=2.0) == semantic_weak_layers(score, kappa=2.0) == [5]

@@ -60,8 +60,11 @@ def test_probe_records_the_attention_the_model_uses_in_either_order(tiny_models)
     _host.sample(after, "wan_t2v")
     _host.sample(before, "wan_t2v")
     plain_maps, after_maps, before_maps = (attention_maps(h) for h in (plain, after_handle, before_handle))
-    for block in (0, 1):    # before the edited block, the first step is untouched
-        assert torch.equal(after_maps[block], plain_maps[block])
+    # before the edited block, the first step is untouched. Block 0 is recorded alike in both runs; block 1
+    # is also the transfer's source, and a recording of all 512 columns takes the explicit path where the
+    # probe's few columns alone take the fused kernel's log-sum-exp (focal_core.fused): fp32 rounding apart.
+    assert torch.equal(after_maps[0], plain_maps[0])
+    torch.testing.assert_close(after_maps[1], plain_maps[1], rtol=1e-5, atol=1e-7)
     assert not torch.allclose(after_maps[2], plain_maps[2], atol=1e-4)
     for block in range(6):  # graph order does not matter: recordings see the final probabilities
         assert torch.equal(after_maps[block], before_maps[block])

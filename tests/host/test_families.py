@@ -111,7 +111,7 @@ def joint_rows(monkeypatch):
     import comfy.ldm.flux.math
     import comfy.ops
     from comfy.ldm.modules.attention import attention_pytorch
-    from focal_guidance.focal_core import attention
+    from focal_guidance.focal_core import attention, fused
     monkeypatch.setattr(comfy.ldm.flux.math, "optimized_attention", attention_pytorch)
     rows = {"host": 0, "pack": 0}
     video_tokens = 2 * 4 * 6
@@ -124,6 +124,8 @@ def joint_rows(monkeypatch):
         return counted
     host_sdpa = comfy.ops.scaled_dot_product_attention
     monkeypatch.setattr(comfy.ops, "scaled_dot_product_attention", counting("host", host_sdpa))
+    # the pack's joint attention: the fused kernel (focal_core.fused), or the explicit fallback
+    monkeypatch.setattr(fused, "attention_lse", counting("pack", fused.attention_lse))
     monkeypatch.setattr(attention, "joint_attention_lse", counting("pack", attention.joint_attention_lse))
     return rows
 

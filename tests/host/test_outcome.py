@@ -126,21 +126,22 @@ def test_base_model_sends_the_named_object_where_the_direction_word_says(model):
 OUTCOME_CLIPS = 16
 
 
-# The smallest gain in mean progress that counts as help: one clip of the 16 going from nothing to
-# 80% of its action. A bare "larger" would pass on float noise (FG perturbs every clip a little).
-OUTCOME_MARGIN = 0.05
+# The smallest gain that counts as help: one clip of a kind going from nothing to 80% of its action,
+# in that kind's mean progress. A bare "larger" would pass on float noise (FG perturbs every clip a little).
+OUTCOME_CLIP_SHARE = 0.8
 
 
 @pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="measured on this model: the shipped defaults leave the outcome where it was (mean progress "
-                          "0.476 with and without them on these 16 clips: every clip scores the same, one colour "
-                          "change differs by 0.01; docs/method.md §10). If this passes, the outcome changed: update "
-                          "README 'Measured outcome' and §10.")
+                   reason="measured on this model: the shipped defaults leave the outcome where it was. Of these 16 "
+                          "clips, 10 colour changes at mean progress 0.811 with and without them (one differs by "
+                          "0.002) and 6 moves at -0.21 both; auto mode changed 14 clips (docs/method.md §10). If this "
+                          "passes, the outcome changed: update README 'Measured outcome' and §10.")
 def test_shipped_defaults_take_the_named_object_further_with_the_asked_action(model):
     """Focal Attention Transfer exactly as shipped (auto weak and source blocks, auto_kappa 1, alpha 0.3,
     beta 1, gamma 0.5, window 0-0.5) with Region Anchor on a hand mask of the named object, against the
-    plain model with the same seeds: does the named object get clearly further with the asked action
-    (the mean progress: how far it moved the asked way, or how much of the new colour it took)?"""
+    plain model with the same seeds: does the named object get clearly further with the asked action?
+    Colour changes and moves are asked apart (never one average): either kind's mean progress must rise
+    by one clip's worth while the other does not fall by as much."""
     scenes, seeds = harness.split_with_seeds("test", OUTCOME_CLIPS)
     base_clips, focal_clips = {}, {}
     base = harness.evaluate(model, scenes, seeds, None, {}, keep=base_clips)
@@ -149,9 +150,40 @@ def test_shipped_defaults_take_the_named_object_further_with_the_asked_action(mo
     if guided < OUTCOME_CLIPS // 2:
         pytest.fail(f"auto mode changed only {guided} of {OUTCOME_CLIPS} clips: the comparison would say "
                     "little about Focal Guidance")
-    progress_base = sum(s.progress for s in base.scores) / OUTCOME_CLIPS
-    progress_focal = sum(s.progress for s in focal.scores) / OUTCOME_CLIPS
-    assert progress_focal >= progress_base + OUTCOME_MARGIN, (progress_base, progress_focal)
+    gains = {}
+    for kind in harness.KINDS:
+        before, after = base.of_kind(kind), focal.of_kind(kind)
+        margin = OUTCOME_CLIP_SHARE / len(before)
+        gains[kind] = (sum(s.progress for s in after) - sum(s.progress for s in before)) / len(before) / margin
+    assert max(gains.values()) >= 1 and min(gains.values()) > -1, f"gain in clips' worth per kind: {gains}"
+
+
+# The first 12 colour changes of the positive control (benchmarks/prompt_following/control.py): fixed
+# by the validation split's seeds before this test was written.
+CONTROL_CLIPS = 12
+
+
+def test_fsg_recovers_most_of_a_planted_drop_and_does_not_harm_the_healthy_model(model):
+    """The positive control in the project: blocks 3-6 with their text logits × 0.3 (control.PLANTS[0])
+    lose most of their colour-change following; FSG in those blocks at beta 5, frame decay 1, window 0-1
+    with the new-colour word anchored too must win back at least half of the drop, and the same setting
+    must not cost the healthy model more than 0.05 mean progress. Measured on these clips (method §10):
+    healthy 0.59, planted 0.17, planted with FSG 0.55 (recovery 0.90), healthy with FSG 0.69."""
+    import control
+    scenes, seeds = control.control_clips("val")
+    scenes, seeds = scenes[:CONTROL_CLIPS], seeds[:CONTROL_CLIPS]
+    planted = control.plant(control.PLANTS[0])
+    fsg = control.settings_for(control.PLANTS[0])[3]
+    assert fsg.beta == 5 and fsg.frame_decay == 1 and fsg.end == 1 and fsg.action_word and fsg.alpha == 0
+
+    def progress(m, setting):
+        return sum(s.progress for s in harness.evaluate(m, scenes, seeds, setting, {}).scores) / len(scenes)
+
+    healthy, weak = progress(model, None), progress(planted, None)
+    assert healthy - weak >= 0.3, f"the plant did not cause its declared drop: {healthy:.2f} -> {weak:.2f}"
+    recovered = (progress(planted, fsg) - weak) / (healthy - weak)
+    cost = healthy - progress(model, fsg)
+    assert recovered >= 0.5 and cost <= 0.05, (recovered, cost)
 
 
 def test_standin_latent_to_video_builds_the_harness_conditioning(model):

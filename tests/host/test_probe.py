@@ -52,9 +52,9 @@ def test_each_steps_maps_reach_the_cpu_in_one_copy_with_the_values_the_blocks_ga
     given, copies = {}, []
     keep, move = AttentionRecorder.keep, AttentionRecorder.flush
 
-    def spy_keep(recorder, metric, step, block, response):
+    def spy_keep(recorder, metric, step, block, response, frames=None):
         given[(metric, step, block)] = response.detach().clone()
-        keep(recorder, metric, step, block, response)
+        keep(recorder, metric, step, block, response, frames)
 
     def spy_move(recorder):
         if recorder.held:
