@@ -1,7 +1,11 @@
-"""Report images drawn with Pillow (the host already ships it): the per-block curve and heatmap grid.
+"""Report images drawn with Pillow (the host already ships it): the per-block curve and heatmap grid,
+and the grid drawn over a picture.
 
 Returns float tensors [1, H, W, 3] in [0, 1], ComfyUI's IMAGE layout.
 """
+import base64
+import io
+
 import numpy as np
 import torch
 from PIL import Image, ImageColor, ImageDraw
@@ -15,6 +19,10 @@ PALETTE = {
     "ramp": [[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]],
 }
 _RAMP = np.array(PALETTE["ramp"], np.float32) / 255
+# Over a picture, each map is the ramp at this opacity over the picture's grey backdrop (in the PNG and on the
+# canvas alike). The backdrop is grey so that the ramp's hue alone tells a map's value.
+OVERLAY_ALPHA = 0.55
+BACKDROP_RANGE = (0.1, 0.7)   # the backdrop's grey levels: dimmed, so the ramp reads over its brightest parts
 
 
 def colormap(values: np.ndarray) -> np.ndarray:
@@ -94,4 +102,59 @@ def heatmap_grid(maps, labels, cell=96, columns=8) -> torch.Tensor:
         x, y = (i % columns) * (cell + 4), (i // columns) * (cell_h + 18)
         img.paste(tile, (x, y + 16))
         draw.text((x + 2, y + 2), label, fill=(0, 0, 0))
+    return _to_image(img)
+
+
+def backdrop(image: torch.Tensor) -> np.ndarray:
+    """A picture [H, W, C] as the grey backdrop [H, W] of the maps: its luminance, contrast-stretched between
+    its 1st and 99th percentiles, then dimmed into ``BACKDROP_RANGE``."""
+    rgb = image[..., :3].float().clamp(0, 1).cpu().numpy()
+    lum = rgb @ np.array([0.299, 0.587, 0.114], np.float32)
+    lo, hi = np.percentile(lum, [1, 99])
+    stretched = np.clip((lum - lo) / (hi - lo), 0, 1) if hi > lo else np.full_like(lum, 0.5)
+    dark, bright = BACKDROP_RANGE
+    return (dark + (bright - dark) * stretched).astype(np.float32)
+
+
+def _grey(values: np.ndarray) -> Image.Image:
+    return Image.fromarray((values * 255).round().astype(np.uint8))
+
+
+def backdrop_png(grey: np.ndarray, max_side=256) -> str:
+    """The backdrop as a data URL of a PNG at most ``max_side`` pixels on its long side, for the canvas view."""
+    h, w = grey.shape
+    scale = min(1.0, max_side / max(h, w))
+    img = _grey(grey).resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.BILINEAR)
+    buffer = io.BytesIO()
+    img.save(buffer, format="PNG", optimize=True)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _fit(draw, text, width) -> str:
+    """``text`` cut with '...' to ``width`` pixels."""
+    if draw.textlength(text) <= width:
+        return text
+    while text and draw.textlength(text + "...") > width:
+        text = text[:-1]
+    return text.rstrip(" ,") + "..."
+
+
+def overlay_grid(maps, grey, titles, header, cell=176, columns=6) -> torch.Tensor:
+    """One tile per block: its map (min-max scaled, resized bilinearly) as the ramp at ``OVERLAY_ALPHA`` over
+    the grey backdrop ``grey`` [H, W]; ``titles`` are (text, colour) per tile, ``header`` names the frame and
+    what the maps measure."""
+    rows = -(-len(maps) // columns)
+    cell_h = max(8, round(cell * grey.shape[0] / grey.shape[1]))
+    under = np.asarray(_grey(grey).resize((cell, cell_h), Image.BILINEAR), np.float32)[..., None] / 255
+    top = 20
+    img = Image.new("RGB", (columns * (cell + 4), top + rows * (cell_h + 18)), "white")
+    draw = ImageDraw.Draw(img)
+    draw.text((2, 4), _fit(draw, header, img.width - 4), fill=(0, 0, 0))
+    for i, (m, (title, colour)) in enumerate(zip(maps, titles)):
+        values = Image.fromarray(_normalise(m.numpy()).astype(np.float32)).resize((cell, cell_h),
+                                                                                            Image.BILINEAR)
+        blend = (1 - OVERLAY_ALPHA) * under + OVERLAY_ALPHA * colormap(np.asarray(values))
+        x, y = (i % columns) * (cell + 4), top + (i // columns) * (cell_h + 18)
+        img.paste(Image.fromarray((blend * 255).round().astype(np.uint8)), (x, y + 16))
+        draw.text((x + 2, y + 2), _fit(draw, title, cell - 4), fill=colour)
     return _to_image(img)

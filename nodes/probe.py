@@ -3,7 +3,7 @@ from comfy_api.latest import io
 
 from ..focal_core.probe import ProbeSettings, SemanticProbe
 from . import _inputs
-from ._types import Anchor, Probe, ProbeHandle
+from ._types import Anchor, Probe, ProbeHandle, anchor_keywords
 from ._voice import WINDOW_OF
 from .dispatch import install
 
@@ -51,4 +51,4 @@ class SemanticLayerProbe(io.ComfyNode):
             steps=steps, start=start_percent, end=end_percent, branch=branch, anchor=anchor,
             within_sampled_steps=within_sampled_steps), family.num_blocks)
         return io.NodeOutput(install(model, family, probe, node=NODE),
-                             ProbeHandle(probe.recordings, family, NOTHING_RECORDED))
+                             ProbeHandle(probe.recordings, family, NOTHING_RECORDED, anchor_keywords(anchor)))

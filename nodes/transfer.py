@@ -5,7 +5,7 @@ from ..focal_core.auto import AutoPick, AutoSettings
 from ..focal_core.recorder import RunRecordings
 from ..focal_core.transfer import AttentionTransfer, TransferSettings
 from . import _inputs
-from ._types import Anchor, Probe, ProbeHandle
+from ._types import Anchor, Probe, ProbeHandle, anchor_keywords
 from ._voice import WINDOW_OF, fail
 from .dispatch import install
 from .notify import warn
@@ -58,7 +58,8 @@ class FocalAttentionTransfer(io.ComfyNode):
                                      "before the blocks are picked and guidance starts."),
                 io.Float.Input("auto_kappa", default=1.0, min=0.0, max=10.0, step=0.1, optional=True,
                                tooltip="Auto mode: a block is weak when its score is more than kappa robust "
-                                       "sigmas below the depth trend (Semantic Layer Report's rule). 1 is the "
+                                       "sigmas below the depth trend or its map lost its contrast (Semantic "
+                                       "Layer Report's rule). 1 is the "
                                        "value at which the trained test model shows its weak block."),
                 io.Int.Input("auto_top_r", default=2, min=1, max=16, optional=True,
                              tooltip="Auto mode: how many responsive blocks become sources."),
@@ -112,7 +113,7 @@ class FocalAttentionTransfer(io.ComfyNode):
             start=start_percent, end=end_percent, branches=branches, per_head=per_head,
             keyword_columns_only=keyword_columns_only, within_sampled_steps=within_sampled_steps, picked_by=auto,
             observe_steps=auto_observe_steps if auto else 0, num_blocks=family.num_blocks)
-        report = (ProbeHandle(auto.recordings, family, AUTO_NOT_SAMPLED) if auto is not None
+        report = (ProbeHandle(auto.recordings, family, AUTO_NOT_SAMPLED, anchor_keywords(anchor)) if auto is not None
                   else ProbeHandle(RunRecordings(), family, NOT_AUTO))
         idle = _idle_settings(settings, pick_weak, pick_sources)
         if idle:

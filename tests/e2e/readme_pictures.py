@@ -19,14 +19,14 @@ PICTURES_DIR = PACK_DIR / "docs" / "pictures"
 MANIFEST = PICTURES_DIR / "manifest.json"
 UPDATE = bool(os.environ.get("FOCAL_UPDATE_PICTURES"))
 # picture: the repository files whose content it shows (the canvas code, the workflow, the code that
-# computes the drawn numbers, the tiny model's generator).
+# computes the drawn numbers, the tiny model's generator, the start image's generator make_input_image).
 INPUTS = {
     "workflow_ab_on_canvas.png": ["example_workflows/wan2.1_i2v_480p_focal_guidance_ab.json",
                                   "web/js/probe_report.js", "web/js/warnings.js"],
     "report_on_canvas.png": ["web/js/probe_report.js", "nodes/probe.py", "nodes/report.py", "nodes/plots.py",
                              "focal_core/probe.py", "focal_core/recorder.py", "focal_core/report.py",
                              "focal_core/metrics.py", "scripts/make_tiny_models.py",
-                             "tests/standin_nodes/__init__.py"],
+                             "tests/standin_nodes/__init__.py", "scripts/comfy_server.py"],
 }
 
 

@@ -1,24 +1,30 @@
 """Real browser: the ComfyUI frontend (comfyui-frontend-package) loads web/js/probe_report.js, a probe
 graph runs on the real host server, and the "Semantic Layer Report" node shows one chart: its canvas, with no
-image previews under it. The test reads only what the page shows (the canvas pixels, the node's properties,
-the executed message); the extension has no test hooks. Waits are on conditions, each with a bound.
+image previews under it, its maps drawn over the start image the graph gives it. The test reads only what the
+page shows (the canvas pixels, the node's properties, the executed message); the extension has no test hooks.
+Waits are on conditions, each with a bound.
 
 Headless Debian Chromium (``apt-get install -y chromium``) driven by the Python ``playwright`` package
 with ``executable_path``; ``playwright install`` (a browser download) is never needed. Without a
 Chromium the test skips, unless FOCAL_REQUIRE_BROWSER is set (CI), where it fails instead.
 Override the browser with FOCAL_CHROMIUM=/path/to/chromium.
 """
+import base64
+import io
 import json
 import os
 import shutil
 import time
 import urllib.request
 
+import numpy as np
 import pytest
+from PIL import Image
+from scipy import ndimage
 
 import make_tiny_models as tiny
 import readme_pictures
-from comfy_server import PACK_NAME, ComfyServer
+from comfy_server import PACK_NAME, ComfyServer, make_input_image
 
 CHROMIUM = os.environ.get("FOCAL_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 REQUIRE_BROWSER = bool(os.environ.get("FOCAL_REQUIRE_BROWSER"))
@@ -29,6 +35,8 @@ VIEWPORT = {"width": 1280, "height": 1200}
 REPORT = "7"  # the report node's id in PROBE_GRAPH
 BLOCKS = 6    # the tiny Wan T2V checkpoint has 6 DiT blocks
 RUN_TIMEOUT = 300
+IMAGE_NAME = "focal_report_picture.png"   # make_input_image's picture (a red disc, a blue bar), 96x64
+WIDTH, HEIGHT = 96, 64
 
 pytestmark = pytest.mark.skipif(CHROMIUM is None and not REQUIRE_BROWSER,
                                 reason="no chromium on PATH (apt-get install -y chromium); "
@@ -49,7 +57,8 @@ PROBE_GRAPH = {
         "positive": ["3", 0], "negative": ["4", 0], "latent_image": ["5", 0], "denoise": 1.0}},
     REPORT: {"class_type": "FocalSemanticLayerReport", "inputs": {
         "probe": ["2", 1], "latent": ["6", 0], "metric": "attention", "kappa": 1.0, "top_r": 1,
-        "exclude_ends": 1, "adjacency": "rook", "frame": 0}},
+        "exclude_ends": 1, "adjacency": "rook", "frame": 0, "image": ["10", 0]}},
+    "10": {"class_type": "LoadImage", "inputs": {"image": IMAGE_NAME}},
 }
 
 # Page-side helpers (strings evaluated in the page; `app` is the frontend's ComfyApp). The test reads what a
@@ -87,22 +96,24 @@ FOCUS_AT = f"""(top) => {{  // scale 1, the report node near the top left of the
 FOCUS = f"() => ({FOCUS_AT})(150)"
 PICTURE_TOP = 260   # the README's picture of the node: clear of the workflow name shown at the top left
 QUEUE = f"async () => {{ await {APP}.queuePrompt(0, 1); }}"
-# Heatmap tiles as the canvas shows them: the tallest band of rows that cross exactly n saturated runs at
-# least 20 px wide (the viridis ramp is saturated; backgrounds and text are grey or narrow). Returns the band
-# and each tile's x range in canvas pixels, or null while fewer or more than n tiles are drawn.
+# Heatmap tiles as the canvas shows them: the tallest band of rows that cross exactly n drawn runs at least
+# 20 px wide. Drawn pixels are far from the view's two backgrounds (#1b1b1f, #25252b); the tiles (maps, alone or
+# over the picture's dark grey) are, text is narrow. Returns the band and each tile's x range in canvas pixels,
+# or null while fewer or more than n tiles are drawn.
 TILES = f"""(n) => {{
     const c = {VIEW};
     if (!c?.width || !c?.height) return null;
     const W = c.width, H = c.height, data = c.getContext("2d").getImageData(0, 0, W, H).data;
-    const vivid = (x, y) => {{
+    const far = (i, bg) => bg.some((v, k) => Math.abs(data[i + k] - v) > 16);
+    const drawn = (x, y) => {{
         const i = (y * W + x) * 4;
-        return Math.max(data[i], data[i + 1], data[i + 2]) - Math.min(data[i], data[i + 1], data[i + 2]) > 60;
+        return far(i, [27, 27, 31]) && far(i, [37, 37, 43]);
     }};
     let best = null, band = null;
     for (let y = 0; y <= H; y++) {{
         const runs = [];
         for (let x = 0, start = -1; y < H && x <= W; x++) {{
-            const on = x < W && vivid(x, y);
+            const on = x < W && drawn(x, y);
             if (on && start < 0) start = x;
             if (!on && start >= 0) {{ if (x - start >= 20) runs.push([start, x]); start = -1; }}
         }}
@@ -149,6 +160,7 @@ HAS_COLOUR = f"""([r, g, b]) => {{
     return false;
 }}"""
 SELECTED_IS = f"(block) => {NODE}.properties['selected block'] === block"
+SNAPSHOT = f"() => {VIEW}.toDataURL('image/png')"
 # Fresh user folder: skip the first-run templates dialog and keep the minimap off the node.
 SETTINGS = {"Comfy.TutorialCompleted": True, "Comfy.Minimap.Visible": False, "Comfy.VueNodes.Enabled": False}
 PIXELS = f"""() => {{
@@ -252,6 +264,7 @@ def test_probe_report_canvas_draws_one_chart_and_selects(page, browser_server, a
     served = browser_server.get("/extensions")
     assert f"/extensions/{PACK_NAME}/probe_report.js" in served, served
     _post_settings(browser_server, SETTINGS)
+    make_input_image(browser_server.input_dir / IMAGE_NAME, WIDTH, HEIGHT)
     page.goto(browser_server.url + "/", wait_until="domcontentloaded")
     page.wait_for_function(READY, timeout=90_000)
 
@@ -289,6 +302,7 @@ def test_probe_report_canvas_draws_one_chart_and_selects(page, browser_server, a
     page.wait_for_function(SETTLED, timeout=5_000, polling=100)
     readme_pictures.publish(picture.name, picture, graph=PROBE_GRAPH,
                             made_by="tests/e2e/test_browser.py::test_probe_report_canvas_draws_one_chart_and_selects")
+    _check_picture_under_the_maps(page, panel, tiles)
 
     # A real click on a tile selects that block: kept in the node's properties, redrawn, saved.
     shown = panel["weak"][0] if panel["weak"] else panel["responsive"][0] if panel["responsive"] else 0
@@ -326,9 +340,53 @@ def test_probe_report_canvas_draws_one_chart_and_selects(page, browser_server, a
           f"({browser_server.startup_seconds:.1f} s startup)")
 
 
+def _snapshot(page):
+    """The view's canvas pixels, [H, W, 3]."""
+    url = page.evaluate(SNAPSHOT)
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).convert("RGB"), dtype=int)
+
+
+def _without_disc(png_url):
+    """The panel's backdrop with make_input_image's red disc painted over in the grey of the ring around it."""
+    grey = np.asarray(Image.open(io.BytesIO(base64.b64decode(png_url.split(",", 1)[1]))).convert("L"), float)
+    h, w = grey.shape
+    y, x = np.mgrid[0:h, 0:w]
+    distance = np.hypot(x + 0.5 - 0.72 * w, y + 0.5 - 0.47 * h) / (0.28 * min(h, w))
+    grey[distance <= 1.15] = grey[(distance > 1.15) & (distance <= 1.4)].mean()
+    buffer = io.BytesIO()
+    Image.fromarray(grey.round().astype(np.uint8)).save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _check_picture_under_the_maps(page, panel, tiles):
+    """The start image shows under every tile and under the detail view: the same panel with the picture's
+    red disc painted out changes the canvas in one disc-shaped spot per map drawn, and nowhere else; in each
+    tile the spot sits where the disc is in the picture. The canvas is then redrawn as the run left it."""
+    assert panel["picture"]["subject"] == "prompt", panel["picture"]
+    shown = _snapshot(page)
+    before = page.evaluate(CHECKSUM)
+    painted = {**panel, "picture": {**panel["picture"], "png": _without_disc(panel["picture"]["png"])}}
+    page.evaluate(f"(message) => {NODE}.onExecuted(message)", {"focal_probe": [painted]})
+    page.wait_for_function(f"(before) => ({CHECKSUM})() !== before", arg=before, timeout=5_000)
+    changed = np.abs(_snapshot(page) - shown).max(-1) >= 3
+    page.evaluate(f"(message) => {NODE}.onExecuted(message)", {"focal_probe": [panel]})
+    page.wait_for_function(f"(before) => ({CHECKSUM})() === before", arg=before, timeout=5_000)
+    spots, count = ndimage.label(changed, structure=np.ones((3, 3)))
+    boxes = ndimage.find_objects(spots)
+    print(f"disc spots on the canvas: {[(b[1].start, b[0].start, b[1].stop, b[0].stop) for b in boxes]}")
+    assert count == BLOCKS + 1, f"expected the disc under {BLOCKS} tiles and the detail view, found {count} spots"
+    sizes = [(b[0].stop - b[0].start, b[1].stop - b[1].start) for b in boxes]
+    assert all(8 <= h and 0.75 <= h / w <= 1.33 for h, w in sizes), f"the spots are not discs: {sizes}"
+    detail = max(range(count), key=lambda i: sizes[i][0])
+    assert boxes[detail][0].start > tiles["bottom"], "the largest spot is not in the detail view under the tiles"
+    in_tiles = sorted(((b[1].start + b[1].stop) / 2 for i, b in enumerate(boxes) if i != detail))
+    for (left, right), centre in zip(tiles["runs"], in_tiles):
+        assert (centre - left) / (right - left) == pytest.approx(0.72, abs=0.06), (left, right, centre)
+
+
 TRANSFER = "8"
 AUTO_GRAPH = {
-    **{k: v for k, v in PROBE_GRAPH.items() if k not in ("2", REPORT)},
+    **{k: v for k, v in PROBE_GRAPH.items() if k not in ("2", REPORT, "10")},
     TRANSFER: {"class_type": "FocalAttentionTransfer", "inputs": {
         "model": ["1", 0], "weak_blocks": "auto", "source_blocks": "auto", "alpha": 0.3, "beta": 1.0,
         "gamma": 0.5, "start_percent": 0.0, "end_percent": 1.0, "branch": "positive", "cache_heads": "head mean",

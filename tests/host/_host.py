@@ -176,9 +176,9 @@ def hunyuan_tokenizer():
 PLANTED = (5, 9)
 
 
-def report(handle, latent, metric="attention", kappa=2.0, top_r=2, exclude_ends=2, frame=0):
+def report(handle, latent, metric="attention", kappa=2.0, top_r=2, exclude_ends=2, frame=0, image=None):
     return SemanticLayerReport.execute(handle, {"samples": latent}, metric, kappa, top_r, exclude_ends,
-                                       "rook", frame)
+                                       "rook", frame, image)
 
 
 def smooth_latent(frames=2, height=16, width=24):

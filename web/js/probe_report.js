@@ -1,6 +1,8 @@
 // Canvas view of "Semantic Layer Report" (nodes/report.py). Python computes every number and sends it as
 // ui.focal_probe[0], with the report's palette (nodes/plots.py); this file only draws it: per-block curves,
 // one heatmap tile per block, and a detail view of the selected block (click a block in the curve or a tile).
+// When the node was given a picture, the panel brings its grey backdrop (panel.picture) and every map is drawn
+// over it at the panel's opacity, as in the heatmaps PNG.
 // The selected block is kept in the node's properties, so it is saved with the workflow.
 const { app } = window.comfyAPI.app;
 
@@ -47,13 +49,28 @@ function heatmapImage(map, ramp) {
     return image;
 }
 
+// A block's map at (x, y, w, h): over the backdrop (smoothed, at the picture's opacity) when there is one.
+function drawMap(ctx, view, image, x, y, w, h) {
+    if (!view.backdrop) {
+        ctx.imageSmoothingEnabled = false;
+        ctx.drawImage(image, x, y, w, h);
+        return;
+    }
+    ctx.imageSmoothingEnabled = true;
+    ctx.drawImage(view.backdrop, x, y, w, h);
+    ctx.globalAlpha = view.panel.picture.alpha;
+    ctx.drawImage(image, x, y, w, h);
+    ctx.globalAlpha = 1;
+}
+
 function createView(node) {
     const root = document.createElement("div");
     root.style.cssText = "width:100%;height:100%;position:relative;";
     const canvas = document.createElement("canvas");
     canvas.style.cssText = "position:absolute;left:0;top:0;width:100%;height:100%;cursor:pointer;";
     root.appendChild(canvas);
-    const view = { node, root, canvas, panel: null, images: [], selected: -1, hits: [], frame: 0 };
+    const view = { node, root, canvas, panel: null, latest: null, images: [], backdrop: null, selected: -1, hits: [],
+        frame: 0 };
 
     view.schedule = () => {
         if (!view.frame) view.frame = requestAnimationFrame(() => { view.frame = 0; draw(view); });
@@ -82,8 +99,21 @@ function createView(node) {
         view.resizeObserver.disconnect();
         cancelAnimationFrame(view.frame);
     };
+    // A panel with a picture is shown once its backdrop has loaded, so its maps are never drawn without it.
     view.setPanel = (panel) => {
+        view.latest = panel;
+        if (!panel.picture) return show(panel, null);
+        const backdrop = new Image();
+        backdrop.onload = () => { if (view.latest === panel) show(panel, backdrop); };
+        backdrop.onerror = () => {
+            console.warn("FocalGuidance: the report's picture did not load; its maps are drawn without it");
+            if (view.latest === panel) show(panel, null);
+        };
+        backdrop.src = panel.picture.png;
+    };
+    const show = (panel, backdrop) => {
         view.panel = panel;
+        view.backdrop = backdrop;
         view.images = (panel.heatmaps || []).map(map => heatmapImage(map, panel.palette.ramp));
         const n = panel.similarity.length, saved = node.properties?.[SELECTED];
         view.selected = saved >= 0 && saved < n ? saved : panel.weak[0] ?? panel.responsive[0] ?? 0;
@@ -210,13 +240,12 @@ function drawTiles(ctx, view, box) {
     const aspect = images[0].width / images[0].height, labelH = 13, gap = 6;
     const { cols, rows, w, h } = tileLayout(n, aspect, box, labelH, gap);
     const x0 = box.x + (box.w - (cols * w + (cols - 1) * gap)) / 2;
-    ctx.imageSmoothingEnabled = false;
     images.forEach((image, b) => {
         const x = x0 + (b % cols) * (w + gap), y = box.y + Math.floor(b / cols) * (h + labelH + gap);
         const kind = status(panel, b);
         const label = `${b}${kind === "weak" ? " W" : kind === "responsive" ? " R" : ""}`;
         text(ctx, label, x + w / 2, y + labelH / 2, kind ? panel.palette[kind] : CHROME.text, "center");
-        ctx.drawImage(image, x, y + labelH, w, h);
+        drawMap(ctx, view, image, x, y + labelH, w, h);
         const outline = b === view.selected ? CHROME.selected : kind ? panel.palette[kind] : null;
         if (outline) {
             ctx.strokeStyle = outline;
@@ -238,8 +267,7 @@ function drawDetail(ctx, view, box) {
     let h = box.h - 12, w = h * aspect;
     if (w > box.w * 0.5) { w = box.w * 0.5; h = w / aspect; }
     const x = box.x + 6, y = box.y + (box.h - h) / 2;
-    ctx.imageSmoothingEnabled = false;
-    ctx.drawImage(image, x, y, w, h);
+    drawMap(ctx, view, image, x, y, w, h);
     const ramp = ctx.createLinearGradient(0, y + h, 0, y);
     const stops = panel.palette.ramp;
     stops.forEach((c, i) => ramp.addColorStop(i / (stops.length - 1), `rgb(${c.join(",")})`));
@@ -255,6 +283,7 @@ function drawDetail(ctx, view, box) {
         [`Moran's I  ${fmt(panel.morans[b])}`, colour.morans],
         [`score  ${fmt(panel.score[b])}   trend  ${fmt(panel.trend[b])}`, colour.score],
         [`map  ${fmt(lo)} … ${fmt(hi)}  (frame ${panel.frame}, grid ${grid.join("×")})`, CHROME.dim],
+        ...(panel.picture ? [[`${panel.metric} response to ${panel.picture.subject}, over the picture`, CHROME.text]] : []),
         [`weak: ${panel.weak_blocks || "none"}   responsive: ${panel.responsive_blocks || "none"}`, CHROME.text],
         [`metric ${panel.metric} · steps ${(panel.steps || []).join(", ")}`, CHROME.dim],
         [String(panel.family ?? ""), CHROME.dim],
