@@ -88,6 +88,7 @@ class FocalRun:
     _sigmas: torch.Tensor | None = None
     _sigma_step: tuple[float, int] = (0.0, 0)
     foreign_pass: bool = False    # the current model call's (set by _apply_model, outside any compiled graph)
+    reached: bool = False         # whether a patched block ran (a compiled model may ignore later patches)
     _patches_seen: dict | None = None
 
     def is_foreign_pass(self, options: dict) -> bool:
@@ -167,6 +168,11 @@ def _outer_sample(executor, *args, **kwargs):
             run.runs.append(HandlerRun(installed.handler, installed.node, state))
         options[RUN] = run
         output = executor(*args, **kwargs)
+        if not run.reached:
+            warn("Focal Guidance", "none of the blocks it patched ran in this sampling run, so it did nothing. A "
+                 "model compiled before the Focal nodes (TorchCompileModel placed ahead of them) can keep the "
+                 "graph of its first run and skip patches added later (seen on ComfyUI 0.12.1 and 0.33.0): "
+                 "place TorchCompileModel after the Focal nodes")
         return output
     finally:
         options.pop(RUN, None)
@@ -188,6 +194,7 @@ def _marker(block: int, previous):
         options = args["transformer_options"]
         run = options.get(RUN)
         if run is not None:
+            run.reached = True
             args = {**args, "transformer_options": {**options, BLOCK: block}}
         out = previous(args, extra) if previous is not None else extra["original_block"](args)
         if run is not None:
