@@ -318,8 +318,8 @@ def fused_text_cross_attention(q, k, v, edits, key_mask=None, chunk_size: int | 
     l = k.shape[-2]
     plan = _FusedPlan(edits, q.device, n, l)
     path = kernel_path(q, k, v, key_mask, bias=bool(plan.biases))
-    if path == EXPLICIT or _blend_costs_a_gemm(plan, q) or _recording_cheaper_explicit(plan, l, need_output) \
-            or _records_unedited(edits):
+    if _records_unedited(edits) or path == EXPLICIT or _blend_costs_a_gemm(plan, q) \
+            or _recording_cheaper_explicit(plan, l, need_output):
         return text_cross_attention(q, k, v, edits, key_mask=key_mask, need_output=need_output)
     mask = None if key_mask is None else four_dims(key_mask).to(q.device, torch.float32)
     whole = None if plan.biases else attention_lse(q, k, v, path, mask)
@@ -387,7 +387,10 @@ def _recording_cheaper_explicit(plan, l, need_output) -> bool:
 def _records_unedited(edits) -> bool:
     """Whether an edit asks for the call's unedited probabilities: the fused kernel's log-sum-exp is the
     biased one, so they would need a second kernel call; the explicit path has them from its own logits."""
-    return any(e.record_unedited for e in edits)
+    unedited = any(e.record_unedited for e in edits)
+    if unedited:
+        log.debug("focal attention: explicit path, the call's unedited probabilities are recorded")
+    return unedited
 
 
 def _low_rank_bias_fits(edits, dtype) -> bool:
@@ -417,8 +420,8 @@ def fused_joint_attention_text_edit(q, k, v, n_video: int, edits, key_mask=None,
     k_txt, v_txt = k[..., n_video:, :], v[..., n_video:, :]
     text_mask = None if key_mask is None else key_mask[..., n_video:]
     text_path = kernel_path(q[..., :n_video, :], k_txt, v_txt, text_mask) if plan.changes_output else path
-    if EXPLICIT in (path, text_path) or (plan.biases and not _low_rank_bias_fits(edits, q.dtype)) \
-            or _blend_costs_a_gemm(plan, q) or _records_unedited(edits):
+    if _records_unedited(edits) or EXPLICIT in (path, text_path) \
+            or (plan.biases and not _low_rank_bias_fits(edits, q.dtype)) or _blend_costs_a_gemm(plan, q):
         log.debug("focal attention: joint edit on the explicit path")
         return joint_attention_text_edit(q, k, v, n_video, edits, key_mask=key_mask)
     out, lse = attention_lse(q, k, v, path, key_mask)

@@ -1,6 +1,7 @@
 """The keyword-focus figure (focal_core.focus) on hand-built maps, and the attention paths' unedited recording
 (``TextEdit.record_unedited``) against a plain recording of the same call."""
 from dataclasses import replace
+import logging
 
 import pytest
 import torch
@@ -51,13 +52,15 @@ COLUMNS = torch.tensor([2, 5])
 
 
 @pytest.mark.parametrize("attend", [text_cross_attention, fused_text_cross_attention], ids=["explicit", "fused"])
-def test_cross_attention_records_the_calls_unedited_probabilities(attend):
+def test_cross_attention_records_the_calls_unedited_probabilities(attend, caplog):
     """The unedited recording is the plain recording of the same call without the edit, bit for bit (the same
     softmax of the same logits); the final one and the output are those of the edit without the flag (the fused
     path runs such a call on the explicit path)."""
     q, k, v, bias, source = _cross_inputs()
     weak = TextEdit(bias=bias, bias_columns=COLUMNS, source=source, alpha=0.3, record_columns=COLUMNS)
-    out, [(final, unedited)] = attend(q, k, v, [replace(weak, record_unedited=True)])
+    with caplog.at_level(logging.DEBUG, logger="focal_guidance.focal_core"):
+        out, [(final, unedited)] = attend(q, k, v, [replace(weak, record_unedited=True)])
+    assert (attend is fused_text_cross_attention) == any("unedited" in r.getMessage() for r in caplog.records)
     ref_out, [ref_final] = text_cross_attention(q, k, v, [weak])
     _, [plain] = text_cross_attention(q, k, v, [TextEdit(record_columns=COLUMNS)])
     assert torch.equal(out, ref_out) and torch.equal(final, ref_final) and torch.equal(unedited, plain)

@@ -68,6 +68,19 @@ def test_an_edit_that_changes_nothing_reports_equal_shares(tiny_models, family, 
     assert all(0 < share < 1 for share in notice.with_edit)
 
 
+def test_regions_read_from_attention_are_measured_once_known(tiny_models, told):
+    """A fallback anchor (regions from the source blocks' attention): with a source shallower than the weak
+    block, the regions are known from the first step's weak call, and the figure uses them."""
+    model = _host.load(tiny_models, "wan_i2v")
+    placeholder = RegionAnchor(("cat", "ball"), torch.full((2, 4, 6), 0.5), ((1, 2), (4,)), regions_from_attention=True,
+                               prompt_tokens=_host.TEXT_TOKENS)
+    _host.sample(transfer(model, weak="2", sources="1", alpha=0.0, beta=2.0, gamma=1.0, anchor=placeholder),
+                 "wan_i2v", steps=2)
+    [notice] = told
+    assert notice.calls == 2
+    assert all(w > wo for w, wo in zip(notice.with_edit, notice.without_edit))
+
+
 def test_a_context_window_without_the_reference_frame_is_not_counted(tiny_models, told):
     """The figure reads the reference frame, where the masks describe the picture: windows that do not hold
     frame 0 are left out."""
