@@ -387,7 +387,7 @@ def _recording_cheaper_explicit(plan, l, need_output) -> bool:
 def _records_unedited(edits) -> bool:
     """Whether an edit asks for the call's unedited probabilities: the fused kernel's log-sum-exp is the
     biased one, so they would need a second kernel call; the explicit path has them from its own logits."""
-    unedited = any(e.record_unedited for e in edits)
+    unedited = any(e.record_unedited and e.record_columns is not None for e in edits)
     if unedited:
         log.debug("focal attention: explicit path, the call's unedited probabilities are recorded")
     return unedited

@@ -88,3 +88,14 @@ def test_joint_attention_records_the_calls_unedited_probabilities(attend):
     _, [plain] = joint_attention_text_edit(q, k, v, n_video, [TextEdit(record_columns=COLUMNS)])
     assert torch.equal(out, ref_out) and torch.equal(final, ref_final) and torch.equal(unedited, plain)
     assert not torch.equal(final, unedited)
+
+
+def test_a_flag_without_recorded_columns_keeps_the_fused_path(caplog):
+    """In a foreign pass the dispatcher drops the recording (record_columns None); the flag alone costs nothing."""
+    q, k, v, bias, _ = _cross_inputs()
+    edit = TextEdit(bias=bias, bias_columns=COLUMNS, record_unedited=True)
+    with caplog.at_level(logging.DEBUG, logger="focal_guidance.focal_core"):
+        out, [recorded] = fused_text_cross_attention(q, k, v, [edit])
+    assert recorded is None and not any("explicit" in r.getMessage() for r in caplog.records)
+    torch.testing.assert_close(out, text_cross_attention(q, k, v, [replace(edit, record_unedited=False)])[0],
+                               atol=1e-5, rtol=1e-5)   # fused against explicit: test_fused's fp32 tolerance
