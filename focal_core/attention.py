@@ -6,7 +6,9 @@ so peak extra memory is about ``2·b·h·chunk·l`` floats and a self-attention 
 
 One call takes the edits of every handler on the block, in graph order, and composes them by
 one rule: all biases add to the logits, then the blends apply in order to the probabilities,
-then each edit that asks for a recording receives the final probabilities (what the model uses).
+then each edit that asks for a recording receives the final probabilities (what the model uses);
+one that also asks for the unedited probabilities (``record_unedited``) receives the pair
+(final, unedited), the unedited ones being the same call's softmax before any bias or blend.
 
 Hot-path rules: every per-call tensor (bias, columns, source) moves to q's device once per call,
 never per chunk; chunks are written into one preallocated output; scale, mask, bias and blend act
@@ -35,6 +37,9 @@ class TextEdit:
     record_columns:  text columns whose probabilities to return; None records nothing,
                      an empty tensor is invalid.
     record_per_head: return [h, n, c] instead of the head mean [n, c].
+    record_unedited: return ``(final, unedited)`` on ``record_columns``, the unedited probabilities
+                     being the call's own before every edit's bias and blend (head mean or per head
+                     alike); the fused paths run such a call on the explicit path.
     """
     bias: torch.Tensor | None = None
     bias_columns: torch.Tensor | None = None
@@ -43,6 +48,7 @@ class TextEdit:
     alpha: float = 0.0
     record_columns: torch.Tensor | None = None
     record_per_head: bool = False
+    record_unedited: bool = False
 
     @property
     def changes_output(self) -> bool:
@@ -84,6 +90,19 @@ class _Record:
     columns: torch.Tensor | slice
     per_head: bool
     buffer: torch.Tensor | None = None   # allocated at the first chunk, when the column count is known
+    unedited: "_Record | None" = None     # the same columns before any edit, for ``record_unedited``
+
+    def take(self, p, start, stop, n):
+        """Copy this chunk's columns of ``p`` [b, h, rows, l] into the buffer."""
+        picked = p[..., self.columns]
+        if not self.per_head:
+            picked = picked.mean(dim=-3)
+        if self.buffer is None:
+            self.buffer = p.new_empty(picked.shape[:-2] + (n, picked.shape[-1]))
+        self.buffer[..., start:stop, :] = picked
+
+    def result(self):
+        return self.buffer if self.unedited is None else (self.buffer, self.unedited.buffer)
 
 
 def _on(t, device):
@@ -102,7 +121,20 @@ class _Plan:
                        for e in edits if e.source is not None and e.alpha > 0]
         self.records = [None if e.record_columns is None else _Record(_on(e.record_columns, device), e.record_per_head)
                         for e in edits]
+        for rec, edit in zip(self.records, edits):
+            if rec is not None and edit.record_unedited:
+                rec.unedited = _Record(rec.columns, rec.per_head)
         self.n = n
+
+    @property
+    def wants_unedited(self) -> bool:
+        return any(rec is not None and rec.unedited is not None for rec in self.records)
+
+    def record_unedited(self, p, start, stop):
+        """Record the chunk's probabilities before any edit, for the edits that ask for them."""
+        for rec in self.records:
+            if rec is not None and rec.unedited is not None:
+                rec.unedited.take(p, start, stop, self.n)
 
     def summed_bias(self):
         """(columns, [n, c] bias): every bias summed per distinct column, for the joint edit."""
@@ -122,17 +154,11 @@ class _Plan:
 
     def record(self, p, start, stop):
         for rec in self.records:
-            if rec is None:
-                continue
-            picked = p[..., rec.columns]
-            if not rec.per_head:
-                picked = picked.mean(dim=-3)
-            if rec.buffer is None:
-                rec.buffer = p.new_empty(picked.shape[:-2] + (self.n, picked.shape[-1]))
-            rec.buffer[..., start:stop, :] = picked
+            if rec is not None:
+                rec.take(p, start, stop, self.n)
 
     def recorded(self):
-        return [None if rec is None else rec.buffer for rec in self.records]
+        return [None if rec is None else rec.result() for rec in self.records]
 
 
 def _low_precision_matmuls(q) -> bool:
@@ -165,7 +191,8 @@ def text_cross_attention(q, k, v, edits, key_mask=None, chunk_size: int = 1024, 
     q: [b, h, n, d]; k, v: [b, h, l, d]; key_mask: additive [l] (or broadcastable), or None.
     edits: a sequence of :class:`TextEdit`, composed as the module docstring says.
     Returns ``(out [b, h, n, d] in q's dtype or None, recorded)``: ``recorded[i]`` is
-    ``[b, n, c]`` / ``[b, h, n, c]`` for an edit that asks for a recording, else None.
+    ``[b, n, c]`` / ``[b, h, n, c]`` for an edit that asks for a recording (a pair with
+    ``record_unedited``), else None.
     ``out`` is a [b, h, n, d] view of a [b, n, h, d] buffer, so the caller's merge of the heads
     back to [b, n, h·d] is free. ``need_output=False`` only records, for callers that keep the
     host kernel's exact output. On CUDA, bf16/fp16 inputs run both matmuls in their own dtype with
@@ -186,6 +213,8 @@ def text_cross_attention(q, k, v, edits, key_mask=None, chunk_size: int = 1024, 
         logits = _bmm_f32(qc, kt).mul_(scale) if low else torch.matmul(qc.float(), kt)
         if mask is not None:
             logits.add_(mask)
+        if plan.wants_unedited:
+            plan.record_unedited(torch.softmax(logits, dim=-1), start, stop)
         p = torch.softmax(plan.add_biases_(logits, start, stop), dim=-1)
         del logits
         p = plan.blend_(p, start, stop)
@@ -297,6 +326,7 @@ def joint_attention_text_edit(q, k, v, n_video: int, edits, key_mask=None, chunk
         if bias is not None:   # the biased columns' new log-probabilities before normalising
             biased = logits[..., bias_columns].sub_(lse_c).add_(bias[start:stop])
         p_orig = logits.sub_(lse_c).exp_()   # the original joint text probabilities
+        plan.record_unedited(p_orig, start, stop)
         if not change:   # recording only
             plan.record(p_orig, start, stop)
             continue

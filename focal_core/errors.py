@@ -151,4 +151,16 @@ class BlocksPicked:
     skipped: list[int] = ()   # observation steps a step cache skipped
 
 
-Notice = EmptyWindow | NothingGuidedAfterObserving | NothingObserved | NoWeakBlocksFound | BlocksPicked
+@dataclass(frozen=True)
+class KeywordFocusMeasured:
+    """News: the share of each keyword's attention inside its anchor region in the weak blocks, on the
+    reference frame, averaged over the guided calls: with the weak edit, and in the same calls without it."""
+    keywords: tuple[str, ...]
+    with_edit: list[float]
+    without_edit: list[float]
+    blocks: list[int]
+    calls: int
+
+
+Notice = (EmptyWindow | NothingGuidedAfterObserving | NothingObserved | NoWeakBlocksFound | BlocksPicked
+          | KeywordFocusMeasured)

@@ -2,7 +2,8 @@
 
 Shapes use einops letters as there: b batch, h heads, n video queries, l text keys, d head dim,
 t tracked text columns (the columns some edit blends or records). The explicit chunked path of
-``attention`` stays the reference and the fallback; :func:`kernels.kernel_path` says which runs.
+``attention`` stays the reference and the fallback; :func:`kernels.kernel_path` says which runs. A call
+whose edit asks for its unedited probabilities (``TextEdit.record_unedited``) runs on the explicit path.
 
 Why it is exact: every edit is linear in the probability rows. One fused call gives the
 (biased) attention output ``O`` and each row's log-sum-exp ``lse``; a tracked column's
@@ -317,7 +318,8 @@ def fused_text_cross_attention(q, k, v, edits, key_mask=None, chunk_size: int | 
     l = k.shape[-2]
     plan = _FusedPlan(edits, q.device, n, l)
     path = kernel_path(q, k, v, key_mask, bias=bool(plan.biases))
-    if path == EXPLICIT or _blend_costs_a_gemm(plan, q) or _recording_cheaper_explicit(plan, l, need_output):
+    if _records_unedited(edits) or path == EXPLICIT or _blend_costs_a_gemm(plan, q) \
+            or _recording_cheaper_explicit(plan, l, need_output):
         return text_cross_attention(q, k, v, edits, key_mask=key_mask, need_output=need_output)
     mask = None if key_mask is None else four_dims(key_mask).to(q.device, torch.float32)
     whole = None if plan.biases else attention_lse(q, k, v, path, mask)
@@ -382,6 +384,15 @@ def _recording_cheaper_explicit(plan, l, need_output) -> bool:
     return costly
 
 
+def _records_unedited(edits) -> bool:
+    """Whether an edit asks for the call's unedited probabilities: the fused kernel's log-sum-exp is the
+    biased one, so they would need a second kernel call; the explicit path has them from its own logits."""
+    unedited = any(e.record_unedited and e.record_columns is not None for e in edits)
+    if unedited:
+        log.debug("focal attention: explicit path, the call's unedited probabilities are recorded")
+    return unedited
+
+
 def _low_rank_bias_fits(edits, dtype) -> bool:
     """Whether the joint anchor bias may be a rank-c correction: the kernel output's rounding,
     multiplied by at most ``e^{−min B}`` (the summed bias is at least the sum of each edit's minimum),
@@ -409,8 +420,8 @@ def fused_joint_attention_text_edit(q, k, v, n_video: int, edits, key_mask=None,
     k_txt, v_txt = k[..., n_video:, :], v[..., n_video:, :]
     text_mask = None if key_mask is None else key_mask[..., n_video:]
     text_path = kernel_path(q[..., :n_video, :], k_txt, v_txt, text_mask) if plan.changes_output else path
-    if EXPLICIT in (path, text_path) or (plan.biases and not _low_rank_bias_fits(edits, q.dtype)) \
-            or _blend_costs_a_gemm(plan, q):
+    if _records_unedited(edits) or EXPLICIT in (path, text_path) \
+            or (plan.biases and not _low_rank_bias_fits(edits, q.dtype)) or _blend_costs_a_gemm(plan, q):
         log.debug("focal attention: joint edit on the explicit path")
         return joint_attention_text_edit(q, k, v, n_video, edits, key_mask=key_mask)
     out, lse = attention_lse(q, k, v, path, key_mask)

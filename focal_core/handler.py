@@ -185,7 +185,8 @@ class Handler:
 
     def on_probabilities(self, state, call: TextCall, probabilities: torch.Tensor):
         """Receives the attention probabilities a call recorded for this handler's edit
-        (``[b, n, c]``, or ``[b, h, n, c]`` per head), as the model used them."""
+        (``[b, n, c]``, or ``[b, h, n, c]`` per head), as the model used them; with ``record_unedited``
+        the pair (those, the call's own before any edit)."""
 
     def on_block(self, state, call: TextCall, args: dict, out: dict, ctx: RunContext):
         """Observation of a block's inputs and outputs, for handlers with ``wants_block_outputs``."""

@@ -12,16 +12,23 @@ is refined from the source blocks' own attention to the keyword tokens on the re
 soon as every source block has recorded once (in the same step for sources shallower than the weak
 blocks, from the next step for deeper ones), and the bias applies from then.
 
+With an anchor, the weak blocks' positive-branch calls also record the keyword columns' final and
+unedited probabilities, and the run ends by telling each keyword's focus (``focal_core.focus``): the share
+of its attention inside its region, with the weak edit and without it. Those calls run on the explicit
+attention path (``TextEdit.record_unedited``).
+
 In auto mode the blocks come from the :class:`~focal_core.handler.BlockPick` of the handler named
 in ``picked_by`` (``focal_core.auto``), placed ahead of this one: nothing is guided before the pick.
 """
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 
 from .anchors import RegionAnchor, attention_masks
 from .attention import TextEdit
-from .errors import NothingGuidedAfterObserving
+from .errors import KeywordFocusMeasured, Notice, NothingGuidedAfterObserving
+from .focus import KeywordFocus
 from .handler import POSITIVE, BlockPick, Handler, RunContext, SigmaWindow, StepWindow, TextCall
 from .recorder import AttentionRecorder
 
@@ -86,6 +93,8 @@ class TransferState:
     bias: AnchorBias | None = None
     to_refine: AnchorToRefine | None = None
     refined_masks: torch.Tensor | None = None
+    focus: KeywordFocus | None = None        # with an anchor, once its regions are known
+    tell: Callable[[Notice], None] | None = None
     # (branch, block, frames) -> latest map; frames: a context window's (None without windows), since each
     # window holds other video tokens
     cache: dict[tuple[int, int, tuple[int, ...] | None], torch.Tensor] = field(default_factory=dict)
@@ -94,7 +103,7 @@ class TransferState:
     def reset(self):
         self.cache.clear()
         self.source_mean.clear()
-        self.bias = self.to_refine = None
+        self.bias = self.to_refine = self.focus = None
 
 
 class AttentionTransfer(Handler):
@@ -117,7 +126,7 @@ class AttentionTransfer(Handler):
             ctx.tell(NothingGuidedAfterObserving(s.observe_steps))
         state = TransferState(grid=ctx.grid, window=window, recorder=AttentionRecorder(per_head=s.per_head),
                               weak=s.weak, sources=s.sources,
-                              picks=ctx.picks if s.picked_by is not None else None)
+                              picks=ctx.picks if s.picked_by is not None else None, tell=ctx.tell)
         if s.anchor is not None:
             offset = ctx.anchor_offset(s.anchor, POSITIVE)
             columns, bias = s.anchor.bias(ctx.grid, s.beta, s.gamma, text_offset=offset)
@@ -125,9 +134,17 @@ class AttentionTransfer(Handler):
                 state.to_refine = AnchorToRefine(s.anchor, offset)
             else:
                 state.bias = AnchorBias(columns, bias)
+                state.focus = _keyword_focus(s.anchor, columns, offset, ctx.grid)
             if s.keyword_columns_only:
                 state.recorder.columns = columns
         return state
+
+    def end_run(self, state: TransferState, output: torch.Tensor | None):
+        if output is not None and state.focus is not None and state.focus.calls:
+            with_edit, without_edit = state.focus.means()
+            state.tell(KeywordFocusMeasured(state.focus.keywords, with_edit, without_edit,
+                                            sorted(state.focus.blocks), state.focus.calls))
+        state.reset()
 
     def _active(self, state: TransferState, call: TextCall) -> bool:
         return state.window is not None and call.branch in self.settings.branches and state.window.holds(call.sigma)
@@ -159,6 +176,8 @@ class AttentionTransfer(Handler):
                 edit.source = source
                 edit.source_columns = None if state.recorder.all_columns else state.recorder.columns
                 edit.alpha = s.alpha
+            if state.focus is not None and call.branch == POSITIVE and (call.frames is None or 0 in call.frames):
+                edit.record_columns, edit.record_per_head, edit.record_unedited = state.bias.columns, False, True
         return edit
 
     def _source_mean(self, state: TransferState, branch: int, frames) -> torch.Tensor | None:
@@ -171,6 +190,12 @@ class AttentionTransfer(Handler):
         return state.source_mean[(branch, frames)]
 
     def on_probabilities(self, state: TransferState, call: TextCall, probabilities):
+        if isinstance(probabilities, tuple):   # a weak block's keyword columns, final and unedited
+            _, height, width = state.grid
+            first = 0 if call.frames is None else call.frames.index(0) * height * width
+            final, unedited = (p[0, first:first + height * width] for p in probabilities)
+            state.focus.add(call.block, final, unedited)
+            return
         state.cache[(call.branch, call.block, call.frames)] = probabilities[0].detach()
         state.source_mean.pop((call.branch, call.frames), None)
 
@@ -195,4 +220,13 @@ class AttentionTransfer(Handler):
         refined = anchor.with_masks(attention_masks(maps))
         state.bias = AnchorBias(*refined.bias(state.grid, s.beta, s.gamma, text_offset=offset))
         state.refined_masks = refined.masks
+        state.focus = _keyword_focus(refined, state.bias.columns, offset, state.grid)
         state.to_refine = None
+
+
+def _keyword_focus(anchor: RegionAnchor, columns: torch.Tensor, offset: int, grid) -> KeywordFocus:
+    """The run's focus tally for this anchor: its keywords' places among the bias columns, its masks on the grid."""
+    _, height, width = grid
+    recorded = columns.tolist()
+    positions = [[recorded.index(i + offset) for i in span] for span in anchor.token_spans]
+    return KeywordFocus(anchor.keywords, positions, anchor.grid_masks(height, width).flatten(1))

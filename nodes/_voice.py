@@ -94,5 +94,16 @@ def tell(node: str, notice: errors.Notice, node_id: str | None = None) -> None:
                      f"{observed_steps(notice.observed, notice.skipped)}; type them into weak_blocks / "
                      "source_blocks to freeze them.", node_id=node_id,
                auto_picks={"weak_blocks": weak, "source_blocks": sources})
+    elif isinstance(notice, errors.KeywordFocusMeasured):
+        inform(node, focus_line(notice), node_id=node_id)
     else:
         raise TypeError(f"no wording for {notice!r}")
+
+
+def focus_line(notice: errors.KeywordFocusMeasured) -> str:
+    """One sentence per run: each keyword's share of attention inside its region, with and without the edit."""
+    keywords = "; ".join(f"'{cut(k)}' {w:.0%} (without the edit: {wo:.0%})"
+                         for k, w, wo in zip(notice.keywords, notice.with_edit, notice.without_edit))
+    return (f"keyword focus in weak block(s) {format_block_list(notice.blocks)}, the share of each keyword's "
+            f"attention on the reference frame that falls inside its anchor region, mean of {notice.calls} "
+            f"positive-branch call(s): {keywords}")
