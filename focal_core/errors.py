@@ -154,12 +154,13 @@ class BlocksPicked:
 @dataclass(frozen=True)
 class KeywordFocusMeasured:
     """News: the share of each keyword's attention inside its anchor region in the weak blocks, on the
-    reference frame, averaged over the guided calls: with the weak edit, and in the same calls without it."""
+    reference frame, averaged over one step's guided calls: with the weak edit, and in the same calls without it."""
     keywords: tuple[str, ...]
     with_edit: list[float]
     without_edit: list[float]
     blocks: list[int]
     calls: int
+    step: int
 
 
 Notice = (EmptyWindow | NothingGuidedAfterObserving | NothingObserved | NoWeakBlocksFound | BlocksPicked

@@ -33,6 +33,14 @@ class KeywordFocus:
     masks: torch.Tensor
     calls: int = 0
     blocks: set[int] = field(default_factory=set)
+    step: int | None = None   # the one step measured: the first guided step the anchor's regions are known at
+
+    def measures(self, step: int) -> bool:
+        """Whether a weak call of this step is measured. One step per run: a measured call runs on the
+        explicit attention path (the unedited probabilities), every other call on the fused kernel."""
+        if self.step is None:
+            self.step = step
+        return step == self.step
 
     def __post_init__(self):
         self.with_edit, self.without_edit = torch.zeros(len(self.keywords)), torch.zeros(len(self.keywords))

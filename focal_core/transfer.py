@@ -13,9 +13,10 @@ soon as every source block has recorded once (in the same step for sources shall
 blocks, from the next step for deeper ones), and the bias applies from then.
 
 With an anchor, the weak blocks' positive-branch calls also record the keyword columns' final and
-unedited probabilities, and the run ends by telling each keyword's focus (``focal_core.focus``): the share
-of its attention inside its region, with the weak edit and without it. Those calls run on the explicit
-attention path (``TextEdit.record_unedited``).
+unedited probabilities at one step (the first guided one), and the run ends by telling each keyword's
+focus (``focal_core.focus``): the share of its attention inside its region, with the weak edit and
+without it. Those calls run on the explicit attention path (``TextEdit.record_unedited``); every other
+call keeps the fused kernel.
 
 In auto mode the blocks come from the :class:`~focal_core.handler.BlockPick` of the handler named
 in ``picked_by`` (``focal_core.auto``), placed ahead of this one: nothing is guided before the pick.
@@ -143,7 +144,7 @@ class AttentionTransfer(Handler):
         if output is not None and state.focus is not None and state.focus.calls:
             with_edit, without_edit = state.focus.means()
             state.tell(KeywordFocusMeasured(state.focus.keywords, with_edit, without_edit,
-                                            sorted(state.focus.blocks), state.focus.calls))
+                                            sorted(state.focus.blocks), state.focus.calls, state.focus.step))
         state.reset()
 
     def _active(self, state: TransferState, call: TextCall) -> bool:
@@ -176,7 +177,8 @@ class AttentionTransfer(Handler):
                 edit.source = source
                 edit.source_columns = None if state.recorder.all_columns else state.recorder.columns
                 edit.alpha = s.alpha
-            if state.focus is not None and call.branch == POSITIVE and (call.frames is None or 0 in call.frames):
+            if state.focus is not None and call.branch == POSITIVE and (call.frames is None or 0 in call.frames) \
+                    and state.focus.measures(call.step):
                 edit.record_columns, edit.record_per_head, edit.record_unedited = state.bias.columns, False, True
         return edit
 

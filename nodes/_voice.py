@@ -105,5 +105,5 @@ def focus_line(notice: errors.KeywordFocusMeasured) -> str:
     keywords = "; ".join(f"'{cut(k)}' {w:.0%} (without the edit: {wo:.0%})"
                          for k, w, wo in zip(notice.keywords, notice.with_edit, notice.without_edit))
     return (f"keyword focus in weak block(s) {format_block_list(notice.blocks)}, the share of each keyword's "
-            f"attention on the reference frame that falls inside its anchor region, mean of {notice.calls} "
-            f"positive-branch call(s): {keywords}")
+            f"attention on the reference frame that falls inside its anchor region, at step {notice.step} "
+            f"(mean of {notice.calls} positive-branch call(s)): {keywords}")
