@@ -25,7 +25,8 @@ Two-stage recipe (``--ref-drop R --with-ref-steps N``), the paper's premise: tex
 image-to-video. Stage 1 (``--steps``) drops the reference frame in a share R of clips: the mask
 and reference channels are zero, what WAN21.concat_cond builds when WanImageToVideo has no start image,
 so those clips must be drawn from the prompt alone. Stage 2 continues the same run (weights,
-optimiser, random stream) for N steps with the reference always given. The defaults (R 0, N 0)
+optimiser, random stream) for N steps with the reference always given, optionally with fewer colour
+changes (``--with-ref-turn-rate``). The defaults (R 0, N 0)
 draw no extra random numbers, so the committed model's recipe is unchanged.
 
 Seeded and deterministic for a fixed thread count (recorded in the log). A checkpoint at step N
@@ -228,6 +229,9 @@ def main():
                         help="stage 1: share of clips whose reference frame is dropped (the premise model: 0.4)")
     parser.add_argument("--with-ref-steps", type=int, default=0,
                         help="stage 2: steps after --steps with the reference always given, same run continued")
+    parser.add_argument("--with-ref-turn-rate", type=float, default=None,
+                        help="stage 2's share of colour changes (default: --turn-rate): image-to-video data that "
+                             "asks less of the text than stage 1 did")
     parser.add_argument("--threads", type=int, default=1,
                         help="1 is fastest on a shared 2-core machine: idle OpenMP workers stall small ops")
     args = parser.parse_args()
@@ -248,8 +252,10 @@ def main():
     for step in range(1, total + 1):
         for group in optimiser.param_groups:
             group["lr"] = LR * min(1.0, step / WARMUP)
-        x0, ref, context, paths = batch(gen, contexts, exclude, args.turn_rate)
-        given = reference_given(gen, args.ref_drop if step <= args.steps else 0.0)
+        stage2 = step > args.steps
+        turn_rate = args.with_ref_turn_rate if stage2 and args.with_ref_turn_rate is not None else args.turn_rate
+        x0, ref, context, paths = batch(gen, contexts, exclude, turn_rate)
+        given = reference_given(gen, 0.0 if stage2 else args.ref_drop)
         noise = torch.randn(x0.shape, generator=gen)
         sigma = sample_sigmas(BATCH, gen)
         s = sigma.view(-1, 1, 1, 1, 1)
@@ -268,7 +274,7 @@ def main():
         if step % 50 == 0:
             log.write(json.dumps({"step": step, "loss": round(running, 5), "seconds": round(time.time() - started, 1),
                                   "threads": args.threads,
-                                  **({"ref_drop": args.ref_drop if step <= args.steps else 0.0} if args.ref_drop else {})})
+                                  **({"ref_drop": 0.0 if stage2 else args.ref_drop, "turn_rate": turn_rate} if args.ref_drop else {})})
                       + "\n")
             log.flush()
         if step % args.every == 0 or step in (args.steps, total):
