@@ -21,6 +21,14 @@ new-colour word known but under-weighted, the regime Focal Guidance targets. Mea
 Text goes through the test stand-in encoder (tests/standin_nodes ``encode_text('wan', prompt, 0)``):
 real Wan context shape [1, 512, 4096], zero rows after the prompt's tokens.
 
+Two-stage recipe (``--ref-drop R --with-ref-steps N``), the paper's premise: text first, then
+image-to-video. Stage 1 (``--steps``) drops the reference frame in a share R of clips: the mask
+and reference channels are zero, what WAN21.concat_cond builds when WanImageToVideo has no start image,
+so those clips must be drawn from the prompt alone. Stage 2 continues the same run (weights,
+optimiser, random stream) for N steps with the reference always given, optionally with fewer colour
+changes (``--with-ref-turn-rate``). The defaults (R 0, N 0)
+draw no extra random numbers, so the committed model's recipe is unchanged.
+
 Seeded and deterministic for a fixed thread count (recorded in the log). A checkpoint at step N
 equals the end of an N-step run: the learning rate is constant after warm-up.
 """
@@ -139,11 +147,22 @@ def fast_cross_attention(model):
         attn.forward = forward
 
 
-def concat_inputs(ref: torch.Tensor) -> torch.Tensor:
-    """[mask 4 | reference 16] channels, as ``WAN21.concat_cond`` builds them in the sampler."""
+def concat_inputs(ref: torch.Tensor, given: torch.Tensor | None = None) -> torch.Tensor:
+    """[mask 4 | reference 16] channels, as ``WAN21.concat_cond`` builds them in the sampler.
+    ``given`` [B] (1: reference frame given, 0: dropped, mask and reference zero); None: all given."""
     mask = torch.zeros(ref.shape[0], 4, *ref.shape[2:])
     mask[:, :, 0] = 1.0
+    if given is not None:
+        mask, ref = mask * given.view(-1, 1, 1, 1, 1), ref * given.view(-1, 1, 1, 1, 1)
     return torch.cat([mask, ref], 1)
+
+
+def reference_given(gen: torch.Generator, ref_drop: float) -> torch.Tensor | None:
+    """[BATCH] 1/0 per clip: is the reference frame given? None (no random draw) when nothing is dropped,
+    so a run without the two-stage recipe consumes exactly the random stream it always did."""
+    if not ref_drop:
+        return None
+    return (torch.rand(BATCH, generator=gen) >= ref_drop).float()
 
 
 def sample_sigmas(n, gen):
@@ -206,6 +225,13 @@ def main():
                         help="extra loss weight on the named object's four possible paths (0: plain MSE)")
     parser.add_argument("--turn-rate", type=float, default=TURN_RATE,
                         help="share of training clips whose action is a colour change (evaluation: half)")
+    parser.add_argument("--ref-drop", type=float, default=0.0,
+                        help="stage 1: share of clips whose reference frame is dropped (the premise model: 0.4)")
+    parser.add_argument("--with-ref-steps", type=int, default=0,
+                        help="stage 2: steps after --steps with the reference always given, same run continued")
+    parser.add_argument("--with-ref-turn-rate", type=float, default=None,
+                        help="stage 2's share of colour changes (default: --turn-rate): image-to-video data that "
+                             "asks less of the text than stage 1 did")
     parser.add_argument("--threads", type=int, default=1,
                         help="1 is fastest on a shared 2-core machine: idle OpenMP workers stall small ops")
     args = parser.parse_args()
@@ -222,15 +248,19 @@ def main():
     optimiser = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=0.01)
     log = open(args.out / "loss.jsonl", "a")
     started, running = time.time(), None
-    for step in range(1, args.steps + 1):
+    total = args.steps + args.with_ref_steps
+    for step in range(1, total + 1):
         for group in optimiser.param_groups:
             group["lr"] = LR * min(1.0, step / WARMUP)
-        x0, ref, context, paths = batch(gen, contexts, exclude, args.turn_rate)
+        stage2 = step > args.steps
+        turn_rate = args.with_ref_turn_rate if stage2 and args.with_ref_turn_rate is not None else args.turn_rate
+        x0, ref, context, paths = batch(gen, contexts, exclude, turn_rate)
+        given = reference_given(gen, 0.0 if stage2 else args.ref_drop)
         noise = torch.randn(x0.shape, generator=gen)
         sigma = sample_sigmas(BATCH, gen)
         s = sigma.view(-1, 1, 1, 1, 1)
         noisy = (1 - s) * x0 + s * noise
-        pred = model(torch.cat([noisy, concat_inputs(ref)], 1), sigma * 1000, context)
+        pred = model(torch.cat([noisy, concat_inputs(ref, given)], 1), sigma * 1000, context)
         if args.path_weight:
             weight = 1.0 + args.path_weight * paths
             loss = (weight * (pred - (noise - x0)) ** 2).mean() / weight.mean()
@@ -243,9 +273,11 @@ def main():
         running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
         if step % 50 == 0:
             log.write(json.dumps({"step": step, "loss": round(running, 5), "seconds": round(time.time() - started, 1),
-                                  "threads": args.threads}) + "\n")
+                                  "threads": args.threads,
+                                  **({"ref_drop": 0.0 if stage2 else args.ref_drop, "turn_rate": turn_rate} if args.ref_drop else {})})
+                      + "\n")
             log.flush()
-        if step % args.every == 0 or step == args.steps:
+        if step % args.every == 0 or step in (args.steps, total):
             save(model, args.out / f"step{step:05d}.safetensors")
     log.close()
 
