@@ -27,7 +27,6 @@ section prints the kernel each fused configuration took.
     python benchmarks/cost.py --dry-run        # no host, no GPU: the kernel each CUDA edit would take
 """
 import argparse
-import contextlib
 import importlib.util
 import itertools
 import math
@@ -309,21 +308,6 @@ def print_paths(configs):
         logger.setLevel(level)
 
 
-def wired_fused():
-    """The wiring focal_core.fused proposes, in this process only: the families call the fused functions."""
-    from focal_guidance.focal_core import fused, kernels
-    from focal_guidance.focal_core.families import hunyuan_video, wan
-    names = ((wan, "text_cross_attention", fused.fused_text_cross_attention),
-             (hunyuan_video, "joint_attention_text_edit", fused.fused_joint_attention_text_edit),
-             (hunyuan_video, "lse_output_is_sdpas", kernels.output_is_sdpas))
-    stack = contextlib.ExitStack()
-    for module, name, replacement in names:
-        saved = getattr(module, name)
-        setattr(module, name, replacement)
-        stack.callback(setattr, module, name, saved)
-    return stack
-
-
 def section_wan_call(bench, torch, dev, dtype, heads, n):
     from comfy.ldm.modules.attention import optimized_attention
     gen = torch.Generator().manual_seed(1)
@@ -492,13 +476,11 @@ def section_steps(bench, torch, dev, dtype, n_video):
         if not is_wan:
             latent = torch.zeros(1, 16, frames, h, w)
         configs = {}
-        for name, m in models.items():
-            for fused in ((False,) if name == "plain" else (False, True)):
-                def step(m=m, latent=latent, noise=noise, fused=fused):
-                    with wired_fused() if fused else contextlib.nullcontext():
-                        comfy.sample.sample(m, noise, 1, 5.0, "euler", "simple", cond(1), cond(2), latent, seed=0,
-                                            disable_pbar=True)
-                configs[name + (" fused" if fused else "")] = step
+        for name, m in models.items():   # the families run their edits on the fused kernels, as shipped
+            def step(m=m, latent=latent, noise=noise):
+                comfy.sample.sample(m, noise, 1, 5.0, "euler", "simple", cond(1), cond(2), latent, seed=0,
+                                    disable_pbar=True)
+            configs[name] = step
         results[family] = bench.compare(f"Whole step, {family}, dim 256 = 2 heads, {frames}x{h // 2}x{w // 2} = "
                                         f"{frames * (h // 2) * (w // 2)} video tokens, cfg batch 2, {dtype}",
                                         configs, memory=False)
