@@ -121,7 +121,32 @@ def settings_for(p: Plant) -> list:
         replace(best, name="  … action word not anchored", action_word=False),
         replace(best, name="  … with the Attention Cache, alpha 0.3, sources 2, 9", alpha=0.3, sources="2, 9"),
         *rule_settings(p, best),
+        *where_it_acts(best),
     ]
+
+
+def where_it_acts(best) -> list:
+    """Does the strong FSG setting recover a plant by fixing the weak blocks, or by adding the keywords anywhere?
+    The same setting in auto mode with the contrast rule at kappa 2 (what one run picks), in one shallow and one
+    deep middle block alone (block 3: planted in the first two plants, healthy in the third; block 7 the
+    reverse), without the object's colour word, and in every middle block (2-7, planted or not) at beta 5, 4
+    (the candidate default, :data:`CANDIDATE`), 3 and 2."""
+    return [
+        replace(best, name="  … in auto mode, auto_kappa 2 (the contrast rule)", weak="auto", sources="auto",
+                auto_kappa=2.0),
+        replace(best, name="  … in block 3 only", weak="3"),
+        replace(best, name="  … in block 7 only", weak="7"),
+        replace(best, name="  … without the object's colour word (its shape and the new colour)", object_colour=False),
+        replace(best, name="  … in every middle block (2-7)", weak="2-7"),
+        replace(best, **CANDIDATE),
+        replace(best, name="  … in every middle block (2-7), beta 3", weak="2-7", beta=3.0),
+        replace(best, name="  … in every middle block (2-7), beta 2", weak="2-7", beta=2.0),
+    ]
+
+
+# The setting the validation runs (CFG 5 and 2) chose for the test split: the strong FSG setting at beta 4 in every
+# middle block. The test split ran it once.
+CANDIDATE = dict(name="  … in every middle block (2-7), beta 4", weak="2-7", beta=4.0)
 
 
 def rule_settings(p: Plant, best) -> list:

@@ -113,15 +113,16 @@ def reference_image(scene: task.Scene) -> torch.Tensor:
     return to_rgb(task.reference(scene))[0][None]
 
 
-def anchor_for(scene: task.Scene, mode: str, action_word: bool = False, frame_decay: float | None = None):
-    """Region Anchor for the named object's colour and shape words (and the action word, if asked):
-    'mask only' from a hand mask of the object, or 'model attention (fallback)'; ``frame_decay``
-    None keeps the node's default."""
+def anchor_for(scene: task.Scene, mode: str, action_word: bool = False, frame_decay: float | None = None,
+               object_colour: bool = True):
+    """Region Anchor for the named object's colour and shape words (and the action word, if asked; without
+    the colour word if not ``object_colour``): 'mask only' from a hand mask of the object, or 'model
+    attention (fallback)'; ``frame_decay`` None keeps the node's default."""
     from focal_guidance.nodes.anchor import RegionAnchorNode
     from standin_nodes.word_tokenizer import FocalStandInWordTokenizerCLIP
     word_clip = FocalStandInWordTokenizerCLIP.execute("wan").args[0]
     mask = task.object_mask(scene).repeat_interleave(IMAGE_SCALE, 0).repeat_interleave(IMAGE_SCALE, 1)
-    keywords = scene.keywords + ((scene.action_word,) if action_word else ())
+    keywords = scene.keywords[0 if object_colour else 1:] + ((scene.action_word,) if action_word else ())
     decay = {} if frame_decay is None else {"frame_decay": frame_decay}
     return node_call(RegionAnchorNode, image=reference_image(scene), text_encoder=word_clip, prompt=scene.prompt,
                      keywords=", ".join(keywords), mode=mode, mask=mask[None] if mode == "mask only" else None,
@@ -142,6 +143,8 @@ class Setting:
     sources: str | None = None
     action_word: bool = False              # anchor the action word (direction or new colour) to the object too
     frame_decay: float | None = None       # Region Anchor's frame_decay; None: the node's default
+    auto_kappa: float | None = None        # Focal Attention Transfer's auto_kappa; None: the node's default
+    object_colour: bool = True             # anchor the named object's colour word (False: its shape word only)
 
 
 DEFAULTS = Setting("node defaults")
@@ -157,10 +160,12 @@ def focal_model(model, scene, setting: Setting, blocks: dict):
     sources = setting.sources if setting.sources is not None else blocks[setting.kappa]["responsive"]
     if not weak:
         return None
-    anchor = anchor_for(scene, setting.anchor, setting.action_word, setting.frame_decay) if setting.anchor else None
+    anchor = anchor_for(scene, setting.anchor, setting.action_word, setting.frame_decay,
+                        setting.object_colour) if setting.anchor else None
+    auto_kappa = {} if setting.auto_kappa is None else {"auto_kappa": setting.auto_kappa}
     return node_call(FocalAttentionTransfer, model=model, weak_blocks=weak, source_blocks=sources,
                      alpha=setting.alpha, beta=setting.beta, gamma=setting.gamma, start_percent=setting.start,
-                     end_percent=setting.end, anchor=anchor)[0]
+                     end_percent=setting.end, anchor=anchor, **auto_kappa)[0]
 
 
 def keyword_mass(model, scene, seed, weak: list[int]) -> float:
