@@ -10,7 +10,9 @@ per window (each holds other frames of the video; the anchor bias covers the fra
 An anchor whose regions are to be read from the model's attention (``regions_from_attention``)
 is refined from the source blocks' own attention to the keyword tokens on the reference frame as
 soon as every source block has recorded once (in the same step for sources shallower than the weak
-blocks, from the next step for deeper ones), and the bias applies from then.
+blocks, from the next step for deeper ones), and the bias applies from then. Without source blocks the
+weak blocks' own attention, recorded before any bias, gives the regions (the bias applies from the
+next step).
 
 With an anchor, the weak blocks' positive-branch calls also record the keyword columns' final and
 unedited probabilities at one step (the first guided one), and the run ends by telling each keyword's
@@ -136,8 +138,8 @@ class AttentionTransfer(Handler):
             else:
                 state.bias = AnchorBias(columns, bias)
                 state.focus = _keyword_focus(s.anchor, columns, offset, ctx.grid)
-            if s.keyword_columns_only:
-                state.recorder.columns = columns
+            if s.keyword_columns_only or (state.to_refine is not None and not s.sources and s.picked_by is None):
+                state.recorder.columns = columns     # the weak blocks read the anchor: its columns are enough
         return state
 
     def end_run(self, state: TransferState, output: torch.Tensor | None):
@@ -164,12 +166,13 @@ class AttentionTransfer(Handler):
         if not self._take_pick(state) or not self._active(state, call):
             return None
         s = self.settings
+        if call.block in state.weak and state.to_refine is not None:
+            self._refine_anchor(state, call.frames)
         edit = TextEdit(record_per_head=s.per_head)
-        if call.block in state.sources and (s.alpha > 0 or state.to_refine is not None):
+        if (call.block in state.sources and s.alpha > 0) or \
+                (state.to_refine is not None and call.block in _anchor_readers(state)):
             edit = state.recorder.edit()
         if call.block in state.weak:
-            if state.to_refine is not None:
-                self._refine_anchor(state, call.frames)
             if state.bias is not None and (s.beta or s.gamma):
                 edit.bias_columns, edit.bias = state.bias.columns, state.bias.rows(call.frames, state.grid)
             source = self._source_mean(state, call.branch, call.frames) if s.alpha > 0 else None
@@ -205,7 +208,7 @@ class AttentionTransfer(Handler):
         """Once every source has recorded on the positive branch, in the call's frames holding the reference
         frame (a context window that does not hold it waits), turn its keyword attention into masks."""
         s = self.settings
-        keys = [(POSITIVE, b, frames) for b in sorted(state.sources)]
+        keys = [(POSITIVE, b, frames) for b in sorted(_anchor_readers(state))]
         if not keys or any(k not in state.cache for k in keys) or (frames is not None and 0 not in frames):
             return
         anchor, offset = state.to_refine.anchor, state.to_refine.text_offset
@@ -224,6 +227,13 @@ class AttentionTransfer(Handler):
         state.refined_masks = refined.masks
         state.focus = _keyword_focus(refined, state.bias.columns, offset, state.grid)
         state.to_refine = None
+        for key in [k for k in state.cache if k[1] not in state.sources]:   # weak blocks' readings: done
+            del state.cache[key]
+
+
+def _anchor_readers(state: TransferState) -> frozenset[int]:
+    """The blocks whose attention gives an attention-read anchor its regions: the sources, or the weak blocks."""
+    return state.sources or state.weak
 
 
 def _keyword_focus(anchor: RegionAnchor, columns: torch.Tensor, offset: int, grid) -> KeywordFocus:

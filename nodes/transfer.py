@@ -12,6 +12,7 @@ from .notify import warn
 
 NODE = "Focal Attention Transfer"
 AUTO = "auto"
+MIDDLE = "middle"
 CACHE_HEADS = {"head mean": False, "per head": True}                   # -> per_head
 CACHE_COLUMNS = {"all text tokens": False, "keyword tokens": True}     # -> keyword_columns_only
 NOT_AUTO = "Focal Attention Transfer records only in auto mode; set weak_blocks or source_blocks to 'auto'"
@@ -89,7 +90,9 @@ class FocalAttentionTransfer(io.ComfyNode):
         _inputs.check_window(start_percent, end_percent, NODE)
         family = _inputs.model_family(model, NODE, anchor)
         pick_weak, pick_sources = _is_auto(weak_blocks), _is_auto(source_blocks)
-        weak = frozenset() if pick_weak else frozenset(_inputs.parse_blocks(weak_blocks, family, NODE, "weak_blocks"))
+        weak = frozenset() if pick_weak else _middle_blocks(family, auto_exclude_ends) \
+            if weak_blocks.strip().lower() == MIDDLE else \
+            frozenset(_inputs.parse_blocks(weak_blocks, family, NODE, "weak_blocks"))
         sources = frozenset() if pick_sources else frozenset(
             _inputs.parse_blocks(source_blocks, family, NODE, "source_blocks"))
         if weak & sources:
@@ -98,10 +101,6 @@ class FocalAttentionTransfer(io.ComfyNode):
         if keyword_columns_only and anchor is None:
             fail(NODE, "cache_columns 'keyword tokens' needs an anchor",
                  "connect a Region Anchor or choose 'all text tokens'")
-        if anchor is not None and anchor.regions_from_attention and not sources and not pick_sources:
-            fail(NODE, "the anchor comes from Region Anchor's 'model attention (fallback)' mode, whose regions are "
-                       "read from the source blocks' attention",
-                 "name source_blocks (e.g. the probe's responsive_blocks) or set them to 'auto'")
         auto = None
         if pick_weak or pick_sources:
             auto = AutoPick(AutoSettings(
@@ -122,6 +121,15 @@ class FocalAttentionTransfer(io.ComfyNode):
         handlers = (AttentionTransfer(settings),) if auto is None else (auto, AttentionTransfer(settings))
         node_id = getattr(cls.hidden, "unique_id", None)   # auto mode shows its picks on this node
         return io.NodeOutput(install(model, family, *handlers, node=NODE, node_id=node_id), report)
+
+
+def _middle_blocks(family, exclude_ends: int) -> frozenset[int]:
+    """'middle': every block but ``exclude_ends`` at each end."""
+    if family.num_blocks <= 2 * exclude_ends:
+        fail(NODE, f"weak_blocks 'middle' leaves out {exclude_ends} blocks at each end (auto_exclude_ends) and "
+                   f"{family.variant} has {family.num_blocks}, so no block is left",
+             "lower auto_exclude_ends or name weak_blocks")
+    return frozenset(range(exclude_ends, family.num_blocks - exclude_ends))
 
 
 def _is_auto(text: str) -> bool:

@@ -44,3 +44,21 @@ def test_a_pasted_page_of_block_text_is_refused_short(model, text):
 def test_leading_zeros_and_long_zero_runs_still_name_a_block(model):
     patched = transfer(model, weak="0" * 5_000 + "2", sources="1")
     assert torch.isfinite(_host.sample(patched, "wan_t2v", steps=1)).all()
+
+
+@pytest.mark.parametrize("ends", [1, 2])
+def test_middle_names_every_block_but_the_ends(model, ends):
+    from focal_guidance.nodes._inputs import model_family
+    from focal_guidance.nodes.dispatch import PLAN
+    patched = transfer(model, weak=" Middle ", sources="0", alpha=0.5, auto_exclude_ends=ends)
+    settings = patched.model_options["transformer_options"][PLAN].handlers[-1].handler.settings
+    n = model_family(model, "test").num_blocks
+    assert settings.weak == frozenset(range(ends, n - ends)) and n - 2 * ends > 0
+
+
+def test_middle_with_no_block_left_says_so(model):
+    from focal_guidance.nodes._inputs import model_family
+    n = model_family(model, "test").num_blocks
+    with pytest.raises(ValueError, match=rf"^Focal Attention Transfer: weak_blocks 'middle' leaves out {n} blocks at "
+                                         r"each end .* Fix: lower auto_exclude_ends or name weak_blocks"):
+        transfer(model, weak="middle", sources="", alpha=0.0, auto_exclude_ends=n)

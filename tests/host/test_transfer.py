@@ -393,11 +393,12 @@ def test_window_follows_a_model_sampling_node_placed_after_fg(tiny_models):
 
 
 @pytest.mark.parametrize("family", ["wan_i2v", "hunyuan_i2v"])
-@pytest.mark.parametrize("sources, first_biased_step", [((1,), 0), ((4,), 1), ((1, 4), 1)],
-                         ids=["shallower", "deeper", "both"])
+@pytest.mark.parametrize("sources, first_biased_step", [((1,), 0), ((4,), 1), ((1, 4), 1), ((), 1)],
+                         ids=["shallower", "deeper", "both", "no source: the weak block itself"])
 def test_attention_fallback_anchor_is_refined_from_source_blocks(tiny_models, family, sources, first_biased_step):
     """A 'model attention (fallback)' anchor is refined as soon as every source has recorded once:
-    in the same step when all sources are shallower than the weak block, else in the next step."""
+    in the same step when all sources are shallower than the weak block, else in the next step.
+    Without sources the weak block reads it from its own unbiased attention of the first step."""
     model = _host.load(tiny_models, family)
     placeholder = RegionAnchor(("cat", "ball"), torch.full((2, 4, 6), 0.5), ((0,), (2, 3)), regions_from_attention=True,
                                prompt_tokens=_host.TEXT_TOKENS)
@@ -422,14 +423,6 @@ def test_attention_fallback_anchor_is_refined_from_source_blocks(tiny_models, fa
     assert masks.shape == (2, 4, 6) and masks.max() == 1.0 and masks.min() == 0.0
     frame0 = biases[first_biased_step][:24]
     assert frame0.unique().numel() > 2  # a soft spatial bias, not the placeholder's constant
-
-
-def test_attention_fallback_needs_source_blocks(tiny_models):
-    model = _host.load(tiny_models, "wan_i2v")
-    placeholder = RegionAnchor(("cat",), torch.full((1, 4, 6), 0.5), ((0,),), regions_from_attention=True)
-    with pytest.raises(ValueError, match="Focal Attention Transfer: the anchor comes from Region Anchor's "
-                                         "'model attention \\(fallback\\)' mode"):
-        transfer(model, sources="", anchor=placeholder, beta=1.0)
 
 
 def test_unedited_text_attention_equals_the_hosts_kernel():
