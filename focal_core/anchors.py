@@ -30,7 +30,7 @@ class RegionAnchor:
     keywords: tuple[str, ...]
     masks: torch.Tensor
     token_spans: tuple[tuple[int, ...], ...]
-    frame_decay: float = 0.5
+    frame_decay: float = 1.0
     prompt_tokens: int | None = None
     family: str | None = None
     tokenizer: str | None = None

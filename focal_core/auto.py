@@ -24,7 +24,7 @@ from .report import analyse
 class AutoSettings:
     num_blocks: int            # the model's block count: every block is observed
     observe_steps: int = 1     # leading steps of the run that only observe
-    kappa: float = 1.0         # the Report's Semantic-Weak rule; 1 is where the trained test model shows its weak block
+    kappa: float = 2.0         # the Report's Semantic-Weak rule, at its default
     top_r: int = 2             # the Report's responsive rule
     exclude_ends: int = 2
     named_weak: frozenset[int] | None = None      # weak blocks the user named; None: pick them

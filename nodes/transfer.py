@@ -30,21 +30,27 @@ class FocalAttentionTransfer(io.ComfyNode):
                          "responsive blocks (Attention Cache) and bias it toward the anchored regions (FSG)."),
             inputs=[
                 io.Model.Input("model", tooltip="A Wan2.1/2.2 or HunyuanVideo diffusion model."),
-                _inputs.blocks_input("weak_blocks", "Semantic-Weak blocks to patch, e.g. '12-20, 25' "
-                                     "(0-based; HunyuanVideo counts double blocks, then single blocks), or "
-                                     "'auto': the run's first steps find them. Or wire Semantic Layer Report's "
-                                     "weak_blocks here.", default=AUTO),
+                _inputs.blocks_input("weak_blocks", "Blocks to guide: 'middle' (every block but auto_exclude_ends "
+                                     "at each end; on the pack's measured control this recovered planted weakness "
+                                     "wherever it was, guiding only the detected blocks did not), 'auto' (the run's "
+                                     "first step finds the Semantic-Weak blocks, as the paper does), a list such as "
+                                     "'12-20, 25' (0-based; HunyuanVideo counts double blocks, then single blocks), "
+                                     "or Semantic Layer Report's weak_blocks.", default=MIDDLE),
                 _inputs.blocks_input("source_blocks", "Responsive blocks whose text attention is cached and "
                                      "transferred, or 'auto'. A source deeper than a weak block gives its "
                                      "previous-step map (under EasyCache or LazyCache: the last step the "
-                                     "model computed). Empty: anchor bias only.", default=AUTO),
-                io.Float.Input("alpha", default=0.3, min=0.0, max=1.0, step=0.01,
-                               tooltip="Attention Cache blend: P' = (1-alpha)·P_weak + alpha·P_source."),
-                io.Float.Input("beta", default=1.0, min=0.0, max=10.0, step=0.05,
-                               tooltip="Anchor bias added to keyword-token logits inside the keyword's region."),
+                                     "model computed). Empty (default): anchor bias only.", default=""),
+                io.Float.Input("alpha", default=0.0, min=0.0, max=1.0, step=0.01,
+                               tooltip="Attention Cache blend: P' = (1-alpha)·P_weak + alpha·P_source. Off (0) by "
+                                       "default: on the pack's measured control another block's map never helped "
+                                       "(the weak block's own healthy map did), so no known source holds what a "
+                                       "weak block lost (docs/method.md §10)."),
+                io.Float.Input("beta", default=4.0, min=0.0, max=10.0, step=0.05,
+                               tooltip="Anchor bias added to keyword-token logits inside the keyword's region. "
+                                       "4: measured on the pack's control (1 recovered nothing)."),
                 io.Float.Input("gamma", default=0.5, min=0.0, max=10.0, step=0.05,
                                tooltip="Anchor bias subtracted from keyword-token logits outside the region."),
-                *_inputs.window_inputs(0.0, 0.5),
+                *_inputs.window_inputs(0.0, 1.0),
                 _inputs.branch_input(),
                 io.Combo.Input("cache_heads", options=list(CACHE_HEADS), default="head mean",
                                tooltip="Cache the head-averaged map (small) or one map per head (heads× memory: "
@@ -57,15 +63,14 @@ class FocalAttentionTransfer(io.ComfyNode):
                 io.Int.Input("auto_observe_steps", default=1, min=1, max=20, optional=True,
                              tooltip="Auto mode: how many leading steps of the run only observe every block "
                                      "before the blocks are picked and guidance starts."),
-                io.Float.Input("auto_kappa", default=1.0, min=0.0, max=10.0, step=0.1, optional=True,
+                io.Float.Input("auto_kappa", default=2.0, min=0.0, max=10.0, step=0.1, optional=True,
                                tooltip="Auto mode: a block is weak when its score is more than kappa robust "
                                        "sigmas below the depth trend or its map lost its contrast (Semantic "
-                                       "Layer Report's rule). 1 is the "
-                                       "value at which the trained test model shows its weak block."),
+                                       "Layer Report's rule, same default)."),
                 io.Int.Input("auto_top_r", default=2, min=1, max=16, optional=True,
                              tooltip="Auto mode: how many responsive blocks become sources."),
                 io.Int.Input("auto_exclude_ends", default=2, min=0, max=16, optional=True,
-                             tooltip="Auto mode: blocks at each end that are never picked."),
+                             tooltip="Auto mode and 'middle': blocks at each end that are never picked."),
                 Anchor.Input("anchor", optional=True,
                              tooltip="Region Anchor output: keyword regions and their prompt tokens (FSG)."),
             ],
@@ -81,7 +86,7 @@ class FocalAttentionTransfer(io.ComfyNode):
     @classmethod
     def execute(cls, model, weak_blocks, source_blocks, alpha, beta, gamma, start_percent, end_percent,
                 branch, cache_heads, cache_columns, window_of=next(iter(WINDOW_OF)), auto_observe_steps=1,
-                auto_kappa=1.0, auto_top_r=2, auto_exclude_ends=2, anchor=None) -> io.NodeOutput:
+                auto_kappa=2.0, auto_top_r=2, auto_exclude_ends=2, anchor=None) -> io.NodeOutput:
         branches = _inputs.choice(NODE, "branch", branch, _inputs.BRANCHES)
         per_head = _inputs.choice(NODE, "cache_heads", cache_heads, CACHE_HEADS)
         keyword_columns_only = _inputs.choice(NODE, "cache_columns", cache_columns, CACHE_COLUMNS)

@@ -3,7 +3,11 @@ Guidance settings recover the planted drop and what they cost the healthy model.
 
     .venv/bin/python benchmarks/prompt_following/control.py --cfg 5        # validation, colour changes
     .venv/bin/python benchmarks/prompt_following/control.py --cfg 2
-    .venv/bin/python benchmarks/prompt_following/control.py --cfg 5 --split test --once   # the test split, once
+    .venv/bin/python benchmarks/prompt_following/control.py --cfg 5 --split test --plants "0:0,3,19 1:0,19 2:0,19" \
+        --healthy-settings 0,3,19                                # the test split, once (19: the chosen setting)
+    .venv/bin/python benchmarks/prompt_following/control.py --cfg 5 --tag defaults \
+        --plants "0:0,14,15,16,17,18,19,20,21 1:0,14,15,16,17,18,19,20,21 2:0,14,15,16,17,18,19,20,21" \
+        --healthy-settings 0,14,15,16,17,18,19,20,21                # where the bias acts: the defaults' choice
 
 The committed model has no weak block that more text would fix (docs/method.md §10), so on it every
 setting measures nothing. A plant makes one on purpose: ``blocks.{i}.cross_attn.norm_q.weight`` × s
@@ -104,20 +108,20 @@ def settings_for(p: Plant) -> list:
     """FG settings run on each model, named by what they change. ``weak=None`` never appears: the
     control names its blocks (the planted ones) or lets auto mode pick, as shipped."""
     planted = "-".join(map(str, (min(p.blocks), max(p.blocks))))
-    fsg = harness.Setting(f"FSG in the planted blocks ({planted}), beta 1 (node defaults, no cache)",
+    fsg = harness.Setting(f"FSG in the planted blocks ({planted}), beta 1 (the first node defaults, no cache)",
                           weak=planted, sources="", alpha=0.0)
     best = replace(fsg, name="FSG beta 5, frame decay 1, window 0-1, action word anchored", beta=5.0,
                    frame_decay=1.0, end=1.0, action_word=True)
     return [
-        harness.AUTO,
+        harness.shipped(),
         replace(harness.AUTO, name="auto mode with beta 5, frame decay 1, window 0-1, action word",
                 beta=5.0, frame_decay=1.0, end=1.0, action_word=True),
         fsg,
         best,
         replace(best, name="  … beta 3", beta=3.0),
         replace(best, name="  … beta 10", beta=10.0),
-        replace(best, name="  … frame decay 0.5 (default)", frame_decay=None),
-        replace(best, name="  … window 0-0.5 (default)", end=0.5),
+        replace(best, name="  … frame decay 0.5 (the first default)", frame_decay=0.5),
+        replace(best, name="  … window 0-0.5 (the first default)", end=0.5),
         replace(best, name="  … action word not anchored", action_word=False),
         replace(best, name="  … with the Attention Cache, alpha 0.3, sources 2, 9", alpha=0.3, sources="2, 9"),
         *rule_settings(p, best),
@@ -328,6 +332,7 @@ def main():
     parser.add_argument("--pool", type=int, default=SCENE_POOL, help="scenes whose colour changes are the clips "
                         "(a smaller pool: a smoke run)")
     parser.add_argument("--out", type=pathlib.Path, default=harness.PACK / "out" / "prompt_following_control")
+    parser.add_argument("--tag", default="", help="appended to the report's file name (a run of some settings only)")
     args = parser.parse_args()
     SCENE_POOL = args.pool
     harness.CFG = args.cfg
@@ -383,7 +388,7 @@ def main():
                 print(line(result), flush=True)
         report["plants"].append(entry)
     args.out.mkdir(parents=True, exist_ok=True)
-    name = f"control_{args.split}_cfg{args.cfg:g}"
+    name = f"control_{args.split}_cfg{args.cfg:g}{'_' + args.tag if args.tag else ''}"
     (args.out / f"{name}.json").write_text(json.dumps(report, indent=1, default=str))
     (args.out / f"{name}.md").write_text(markdown(report))
     print(f"wrote {args.out / name}.json/.md", flush=True)

@@ -142,14 +142,27 @@ class Setting:
     weak: str | None = None                # override the probe's blocks (diagnostics)
     sources: str | None = None
     action_word: bool = False              # anchor the action word (direction or new colour) to the object too
-    frame_decay: float | None = None       # Region Anchor's frame_decay; None: the node's default
-    auto_kappa: float | None = None        # Focal Attention Transfer's auto_kappa; None: the node's default
+    frame_decay: float | None = 0.5        # Region Anchor's frame_decay; None: the node's default
+    auto_kappa: float | None = 1.0         # Focal Attention Transfer's auto_kappa; None: the node's default
     object_colour: bool = True             # anchor the named object's colour word (False: its shape word only)
 
 
+# Setting's own defaults are the node defaults before issue 20 (the sweeps below and §10's first tables);
+# shipped() reads today's.
 DEFAULTS = Setting("node defaults")
 ACTION_WORD = Setting("action word anchored too, beta 3, kappa 1", kappa=1.0, beta=3.0, action_word=True)
-AUTO = Setting("auto mode (node defaults)", weak="auto", sources="auto")   # the run picks its own blocks
+AUTO = Setting("auto mode (first node defaults)", weak="auto", sources="auto")   # the run picks its own blocks
+
+
+def shipped() -> Setting:
+    """Focal Attention Transfer at its node defaults, read from its schema, with a hand-mask anchor at Region
+    Anchor's defaults on the named object's words and the word of the asked change (what the README tells users
+    to anchor)."""
+    from focal_guidance.nodes.transfer import FocalAttentionTransfer
+    d = {i.id: i.default for i in FocalAttentionTransfer.define_schema().inputs if getattr(i, "default", None) is not None}
+    return Setting("shipped defaults", alpha=d["alpha"], beta=d["beta"], gamma=d["gamma"], start=d["start_percent"],
+                   end=d["end_percent"], weak=d["weak_blocks"], sources=d["source_blocks"], action_word=True,
+                   frame_decay=None, auto_kappa=None)
 
 
 def focal_model(model, scene, setting: Setting, blocks: dict):
