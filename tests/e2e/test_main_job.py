@@ -1,8 +1,8 @@
 """The main job (scripts/run_main_job.py, README command 1), run as a user runs it: the shipped probe
-workflow on the trained prompt-following model through a real server, at the Focal nodes' defaults.
+workflow on the trained prompt-following model through a real server, at the workflow's own settings.
 
 The job is run once for the module. The checks: its graphs are the probe workflow with the nodes at
-their shipped defaults and the Report wired into the transfer; its baseline pass is bit for bit the
+its settings and the Report wired into the transfer; its baseline pass is bit for bit the
 clip the A/B harness samples in-process (so the server graph conditions the model as training did);
 its scores, its "patched" flags and its verdict agree with the latents it saved.
 """
@@ -38,11 +38,17 @@ def model():
     return job.harness.load_model()
 
 
-def _defaults(node_class):
-    return {i.id: i.default for i in node_class.define_schema().inputs if getattr(i, "default", None) is not None}
+def _workflow_values(node_class):
+    """The probe workflow's widget values of its one ``node_class`` node, by name (widgets_values follow the
+    schema's widget inputs in order; the canvas may append its own state after them)."""
+    names = [i.id for i in node_class.define_schema().inputs
+             if i.get_io_type() in ("STRING", "FLOAT", "INT", "COMBO", "BOOLEAN")]
+    node_id = node_class.define_schema().node_id
+    (node,) = [n for n in job.load_workflow()["nodes"] if n["type"] == node_id]
+    return dict(zip(names, node["widgets_values"]))
 
 
-def test_graph_is_the_probe_workflow_at_the_shipped_defaults(ran):
+def test_graph_is_the_probe_workflow_at_its_settings(ran):
     from focal_guidance.nodes.probe import SemanticLayerProbe
     from focal_guidance.nodes.report import SemanticLayerReport
     from focal_guidance.nodes.transfer import FocalAttentionTransfer
@@ -54,8 +60,8 @@ def test_graph_is_the_probe_workflow_at_the_shipped_defaults(ran):
     for node_class in (SemanticLayerProbe, SemanticLayerReport, FocalAttentionTransfer):
         inputs = graph[kinds[node_class.define_schema().node_id]]["inputs"]
         widgets = {k: v for k, v in inputs.items() if not isinstance(v, list)}
-        defaults = _defaults(node_class)
-        assert widgets == {k: defaults[k] for k in widgets}, node_class.__name__
+        expected = _workflow_values(node_class)
+        assert widgets == {k: expected[k] for k in widgets}, node_class.__name__
     transfer = graph[kinds["FocalAttentionTransfer"]]["inputs"]
     report = kinds["FocalSemanticLayerReport"]
     assert transfer["weak_blocks"] == [report, 2] and transfer["source_blocks"] == [report, 3]
