@@ -277,16 +277,21 @@ def _upstream(api, nid):
 
 @pytest.mark.parametrize("name", AB_BASES)
 def test_ab_workflow_is_its_template_plus_a_baseline_pass(name, object_info):
-    """Every node of the base template is kept with its settings; the baseline pass repeats the Focal
-    Guidance pass's sampling and decode nodes with the same widget values but the unpatched model; Image
-    Stitch puts the baseline left (image1) and the Focal Guidance pass right (image2)."""
+    """Every node of the base template is kept with its settings, except that the transfer's blocks are
+    'auto' so the Report can draw its picks; the baseline pass repeats the Focal Guidance pass's sampling and
+    decode nodes with the same widget values but the unpatched model; Image Stitch puts the baseline left
+    (image1) and the Focal Guidance pass right (image2)."""
     ab, base = load(name), load(AB_BASES[name])
     ab_nodes = {n["id"]: n for n in ab["nodes"]}
     for node in base["nodes"]:
         if node["type"] in ("MarkdownNote", "SaveVideo", "SaveAnimatedWEBP"):
             continue
         assert ab_nodes[node["id"]]["type"] == node["type"]
-        assert ab_nodes[node["id"]]["widgets_values"] == node["widgets_values"], (name, node["id"], node["type"])
+        ab_values, values = ab_nodes[node["id"]]["widgets_values"], node["widgets_values"]
+        if node["type"] == "FocalAttentionTransfer":
+            assert ab_values[:2] == ["auto", "auto"], (name, node["id"], ab_values[:2])
+            ab_values, values = ab_values[2:], values[2:]
+        assert ab_values == values, (name, node["id"], node["type"])
     pairs = {}
     for node in ab["nodes"]:
         for side in ("baseline", "Focal Guidance"):
@@ -542,7 +547,7 @@ def with_focal_transfer(workflow):
             inp["link"] = into_sampler["id"] if inp["name"] == "model" else None
         for out in node["outputs"]:
             out["links"] = [link_id] if out["name"] == "MODEL" else None
-        node["widgets_values"][:2] = TINY_BLOCKS["wan"]
+        node["widgets_values"][:3] = [*TINY_BLOCKS["wan"], 0.3]   # no anchor here: the Attention Cache acts
         into_sampler.update(target_id=node_id, target_slot=0)
         subgraph["links"].append({"id": link_id, "origin_id": node_id, "origin_slot": 0, "target_id": sampler["id"],
                                   "target_slot": slot, "type": "MODEL"})
