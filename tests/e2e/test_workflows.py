@@ -34,12 +34,12 @@ What the executed variants substitute, and why (the validated files themselves a
   FocalStandInSigLIPVision; its word-tokenizer CLIP speaks Qwen2.5's chat template.
 - **Sizes**: Image Scale 96x64 (Get Image Size carries it to the I2V node and the mask), 9 frames,
   4 steps (KSamplerAdvanced ranges scaled: 0-2 / 2-4).
-- **Blocks**: a transfer whose ``auto_report`` feeds a Report (the A/B workflows) stays in auto mode with the
-  Report's tiny-model rules (TINY_REPORT). Otherwise the templates' weak/source starting points (for 40 or
-  60 blocks) are out of range on the 6-block tiny models, so they become 2-3 / 1 (Wan) and 3-4 / 1
-  (HunyuanVideo: 2 double + 4 single);
-  in the probe workflow they come from the report, whose kappa/exclude_ends/top_r are set for 6 blocks
-  (TINY_REPORT).
+- **Blocks**: the templates' `middle` (every block but 2 at each end) fits the 6-block tiny models and
+  stays, with no source blocks, so their fallback anchor reads its regions from the guided blocks. A
+  transfer whose ``auto_report`` feeds a Report stays in auto mode with the Report's tiny-model rules
+  (TINY_REPORT); explicit lists (for 40 or 60 blocks) would be out of range, so they become 2-3 / 1 (Wan)
+  and 3-4 / 1 (HunyuanVideo: 2 double + 4 single); in the probe workflow they come from the report, whose
+  kappa/exclude_ends/top_r are set for 6 blocks (TINY_REPORT).
 - **The official Wan2.2 template** names the fp8 checkpoints and the lightx2v LoRAs: the models folder
   links the tiny Wan2.2 experts under the fp8 names and holds LoRA files with no tensors under the
   LoRA names, so every node of the template executes with its own widget values.
@@ -111,7 +111,7 @@ STOCK_FILES = {
     "focal_guidance_probe": {tiny.WAN_I2V, tiny.WAN_VAE, "umt5_xxl_fp8_e4m3fn_scaled.safetensors",
                              "clip_vision_h.safetensors"},
 }
-REQUIRED_TYPES.update({ab: REQUIRED_TYPES[base] | {"ImageStitch", "FocalSemanticLayerReport"}
+REQUIRED_TYPES.update({ab: REQUIRED_TYPES[base] | {"ImageStitch", "FocalSemanticLayerProbe", "FocalSemanticLayerReport"}
                        for ab, base in AB_BASES.items()})
 STOCK_FILES.update({ab: STOCK_FILES[base] for ab, base in AB_BASES.items()})
 AB_SPACING = 16       # Image Stitch's white bar between the baseline (left) and the Focal Guidance pass
@@ -277,21 +277,17 @@ def _upstream(api, nid):
 
 @pytest.mark.parametrize("name", AB_BASES)
 def test_ab_workflow_is_its_template_plus_a_baseline_pass(name, object_info):
-    """Every node of the base template is kept with its settings, except that the transfer's blocks are
-    'auto' so the Report can draw its picks; the baseline pass repeats the Focal Guidance pass's sampling and
-    decode nodes with the same widget values but the unpatched model; Image Stitch puts the baseline left
-    (image1) and the Focal Guidance pass right (image2)."""
+    """Every node of the base template is kept with its settings; the baseline pass repeats the Focal
+    Guidance pass's sampling and decode nodes with the same widget values but the unpatched model; Image
+    Stitch puts the baseline left (image1) and the Focal Guidance pass right (image2); a Semantic Layer Probe
+    chained after the transfer feeds the Report."""
     ab, base = load(name), load(AB_BASES[name])
     ab_nodes = {n["id"]: n for n in ab["nodes"]}
     for node in base["nodes"]:
         if node["type"] in ("MarkdownNote", "SaveVideo", "SaveAnimatedWEBP"):
             continue
         assert ab_nodes[node["id"]]["type"] == node["type"]
-        ab_values, values = ab_nodes[node["id"]]["widgets_values"], node["widgets_values"]
-        if node["type"] == "FocalAttentionTransfer":
-            assert ab_values[:2] == ["auto", "auto"], (name, node["id"], ab_values[:2])
-            ab_values, values = ab_values[2:], values[2:]
-        assert ab_values == values, (name, node["id"], node["type"])
+        assert ab_nodes[node["id"]]["widgets_values"] == node["widgets_values"], (name, node["id"], node["type"])
     pairs = {}
     for node in ab["nodes"]:
         for side in ("baseline", "Focal Guidance"):
@@ -308,10 +304,9 @@ def test_ab_workflow_is_its_template_plus_a_baseline_pass(name, object_info):
     assert "FocalAttentionTransfer" in _upstream(api, stitch["inputs"]["image2"][0])
     assert (stitch["inputs"]["direction"], stitch["inputs"]["spacing_width"]) == ("right", AB_SPACING)
     (report,) = [n for n in api.values() if n["class_type"] == "FocalSemanticLayerReport"]
-    transfer = api[report["inputs"]["probe"][0]]
-    assert transfer["class_type"] == "FocalAttentionTransfer" and report["inputs"]["probe"][1] == 1
-    assert (report["inputs"]["kappa"], report["inputs"]["top_r"], report["inputs"]["exclude_ends"]) == (
-        transfer["inputs"]["auto_kappa"], transfer["inputs"]["auto_top_r"], transfer["inputs"]["auto_exclude_ends"])
+    probe = api[report["inputs"]["probe"][0]]
+    assert probe["class_type"] == "FocalSemanticLayerProbe" and report["inputs"]["probe"][1] == 1
+    assert api[probe["inputs"]["model"][0]]["class_type"] == "FocalAttentionTransfer"
 
 
 # ---- conversion (comfy-cli) and the host's validation -----------------------------------------
@@ -373,7 +368,8 @@ def executable(name, object_info, **anchor):
         if kind == "FocalAttentionTransfer" and nid in reported:
             inputs.update(auto_kappa=TINY_REPORT["kappa"], auto_top_r=TINY_REPORT["top_r"],
                           auto_exclude_ends=TINY_REPORT["exclude_ends"])
-        elif kind == "FocalAttentionTransfer" and not isinstance(inputs["weak_blocks"], list):
+        elif kind == "FocalAttentionTransfer" and not isinstance(inputs["weak_blocks"], list) \
+                and inputs["weak_blocks"] != "middle":
             inputs["weak_blocks"], inputs["source_blocks"] = TINY_BLOCKS[family]
         elif kind == "FocalSemanticLayerReport":
             inputs.update(TINY_REPORT)
@@ -448,7 +444,7 @@ def test_template_runs_end_to_end(name, workflow_server, object_info, artifacts_
         assert abs(baseline - focal).max() > 0, "the Focal Guidance half equals the baseline half"
         (report,) = [k for k, n in api.items() if n["class_type"] == "FocalSemanticLayerReport"]
         panel = entry["outputs"][report]["focal_probe"][0]
-        assert panel["weak_blocks"], f"auto mode picked no weak block on the tiny model: {panel}"
+        assert panel["weak_blocks"], f"the Report found no weak block on the tiny model: {panel}"
     if name != "focal_guidance_probe":
         summary = anchor_summary(api, entry)
         assert "mode 'model attention (fallback)'" in summary and "tokens [" in summary, summary
