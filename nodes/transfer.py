@@ -26,8 +26,9 @@ class FocalAttentionTransfer(io.ComfyNode):
             node_id="FocalAttentionTransfer",
             display_name=NODE,
             category=_inputs.CATEGORY,
-            description=("Focal Guidance: in the Semantic-Weak blocks, blend the text attention of "
-                         "responsive blocks (Attention Cache) and bias it toward the anchored regions (FSG)."),
+            description=("Focal Guidance: in the chosen blocks (every middle block by default, or the "
+                         "Semantic-Weak ones), bias the text attention toward the anchored regions (FSG) and, "
+                         "with alpha above 0, blend in responsive blocks' attention (Attention Cache)."),
             inputs=[
                 io.Model.Input("model", tooltip="A Wan2.1/2.2 or HunyuanVideo diffusion model."),
                 _inputs.blocks_input("weak_blocks", "Blocks to guide: 'middle' (every block but auto_exclude_ends "

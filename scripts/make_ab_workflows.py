@@ -3,8 +3,8 @@
 Each A/B workflow is its base template (example_workflows/<base>.json) plus a baseline pass: the
 sampling and decode nodes after Focal Attention Transfer are copied and fed the unpatched model, so both
 passes share the seed, prompt, start image and settings. Stock Image Stitch puts the baseline (left) and
-the Focal Guidance pass (right) side by side in the template's one saved video, and a Semantic Layer Report
-reads the transfer's ``auto_report`` (the curve behind auto mode's picks).
+the Focal Guidance pass (right) side by side in the template's one saved video, and a Semantic Layer Probe
+chained after the transfer feeds a Semantic Layer Report (each block's attention as guided).
 
     .venv/bin/python scripts/make_ab_workflows.py          # writes example_workflows/*_ab.{json,jpg}
 
@@ -26,8 +26,8 @@ from comfy_server import PACK_DIR, ComfyServer  # noqa: E402
 EXAMPLES = PACK_DIR / "example_workflows"
 REPORT_SIZE = [560, 702]
 STITCH = "ImageStitch"
-# base template: (A/B name, the transfer whose auto_report the Report reads, the sampler whose LATENT it
-# reads, the node that turns frames into the saved video, the saved video's file prefix, heading)
+# base template: (A/B name, the transfer the Report's probe follows, the sampler whose LATENT it reads, the
+# node that turns frames into the saved video, the saved video's file prefix, heading)
 AB = {
     "wan2.1_i2v_480p_focal_guidance": ("wan2.1_i2v_480p_focal_guidance_ab", 19, 20, 22,
                                        "video/focal_guidance_wan21_ab", "Wan2.1 I2V 480p"),
@@ -42,10 +42,9 @@ AB_NOTE = (
     "prompt and start image, sampled from the model *before* Focal Attention Transfer. The saved video shows "
     "both side by side (stock *Image Stitch*): **left without, right with Focal Guidance**. Judge "
     "prompt-following there; the pack has not been measured on real {heading} weights.\n\n"
-    "The *Semantic Layer Report* reads the transfer's `auto_report`: the curve behind auto mode's block "
-    "picks, and each block's map. Its `kappa`, `top_r` and `exclude_ends` match the transfer's `auto_*` "
-    "rules, so it names the same blocks. The run takes about twice as long as the plain template (two "
-    "passes).\n\n"
+    "The *Semantic Layer Probe* after the transfer records every block's attention to the prompt as guided, "
+    "and the *Semantic Layer Report* draws it: the curve, the weak set and each block's map. The run takes "
+    "about twice as long as the plain template (two passes).\n\n"
 )
 
 
@@ -80,6 +79,19 @@ def _downstream(wf, start_ids, stop_id):
         found |= nxt
         frontier = nxt
     return found
+
+
+def _fresh(wf, node):
+    """A copy of ``node`` with a new id in ``wf`` and no links, appended to ``wf``."""
+    wf["last_node_id"] += 1
+    node = copy.deepcopy(node)
+    node["id"] = wf["last_node_id"]
+    for inp in node["inputs"]:
+        inp["link"] = None
+    for out in node["outputs"]:
+        out["links"] = []
+    wf["nodes"].append(node)
+    return node
 
 
 def derive(base_name):
@@ -140,21 +152,22 @@ def derive(base_name):
         if node["type"] in ("SaveVideo", "SaveAnimatedWEBP"):
             node["widgets_values"][0] = prefix
 
-    # Semantic Layer Report on the transfer's auto_report and its sampler's LATENT, with the auto rules.
+    # Semantic Layer Probe chained after the transfer (it records the guided attention), and its Report on the
+    # probe and the sampler's LATENT, both at their probe-workflow settings.
     probe_wf = json.loads((EXAMPLES / "focal_guidance_probe.json").read_text(encoding="utf-8"))
-    report = copy.deepcopy(next(n for n in probe_wf["nodes"] if n["type"] == "FocalSemanticLayerReport"))
-    wf["last_node_id"] += 1
+    probe, report = (_fresh(wf, next(n for n in probe_wf["nodes"] if n["type"] == kind))
+                     for kind in ("FocalSemanticLayerProbe", "FocalSemanticLayerReport"))
     transfer = nodes[report_of]
-    auto_rules = dict(zip(("kappa", "top_r", "exclude_ends"), transfer["widgets_values"][-3:]))
-    report.update(id=wf["last_node_id"], pos=[x0 + width + 65, y0 + 80], size=list(REPORT_SIZE),
-                  title="Semantic Layer Report (auto mode's picks)")
-    for inp in report["inputs"]:
-        inp["link"] = None
-    for out in report["outputs"]:
-        out["links"] = []
-    report["widgets_values"][1:4] = [auto_rules["kappa"], auto_rules["top_r"], auto_rules["exclude_ends"]]
-    wf["nodes"].append(report)
-    _add_link(wf, transfer, 1, report, 0, "FOCAL_PROBE")
+    probe.update(pos=[transfer["pos"][0], transfer["pos"][1] + transfer["size"][1] + 50],
+                 size=[transfer["size"][0], 180], title="Semantic Layer Probe (for the Report)")
+    report.update(pos=[x0 + width + 65, y0 + 80], size=list(REPORT_SIZE),
+                  title="Semantic Layer Report (each block, as guided)")
+    (guided,) = [links[lid] for lid in transfer["outputs"][0]["links"]]
+    consumer, consumer_slot = nodes[guided[3]], guided[4]
+    _unlink(wf, consumer, consumer_slot)
+    _add_link(wf, transfer, 0, probe, 0, "MODEL")
+    _add_link(wf, probe, 0, consumer, consumer_slot, "MODEL")
+    _add_link(wf, probe, 1, report, 0, "FOCAL_PROBE")
     _add_link(wf, nodes[latent_of], 0, report, 1, "LATENT")
 
     wf["groups"].append({"id": max(g["id"] for g in wf["groups"]) + 1,
