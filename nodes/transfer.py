@@ -96,9 +96,12 @@ class FocalAttentionTransfer(io.ComfyNode):
         _inputs.check_window(start_percent, end_percent, NODE)
         family = _inputs.model_family(model, NODE, anchor)
         pick_weak, pick_sources = _is_auto(weak_blocks), _is_auto(source_blocks)
-        weak = frozenset() if pick_weak else _middle_blocks(family, auto_exclude_ends) \
-            if weak_blocks.strip().lower() == MIDDLE else \
-            frozenset(_inputs.parse_blocks(weak_blocks, family, NODE, "weak_blocks"))
+        if pick_weak:
+            weak = frozenset()
+        elif weak_blocks.strip().lower() == MIDDLE:
+            weak = _middle_blocks(family, auto_exclude_ends)
+        else:
+            weak = frozenset(_inputs.parse_blocks(weak_blocks, family, NODE, "weak_blocks"))
         sources = frozenset() if pick_sources else frozenset(
             _inputs.parse_blocks(source_blocks, family, NODE, "source_blocks"))
         if weak & sources:

@@ -72,12 +72,14 @@ def load_model(path=MODEL_FILE):
     return comfy.sd.load_diffusion_model(str(path))
 
 
+def node_defaults(node) -> dict:
+    """A node's schema defaults, by input name."""
+    return {i.id: i.default for i in node.define_schema().inputs if getattr(i, "default", None) is not None}
+
+
 def node_call(node, **given):
     """Call a node's ``execute`` with every input not given set to its schema default."""
-    schema = node.define_schema()
-    kwargs = {i.id: i.default for i in schema.inputs if getattr(i, "default", None) is not None}
-    kwargs.update(given)
-    return node.execute(**kwargs).args
+    return node.execute(**{**node_defaults(node), **given}).args
 
 
 # ---------------------------------------------------------------- conditioning and sampling
@@ -159,7 +161,7 @@ def shipped() -> Setting:
     Anchor's defaults on the named object's words and the word of the asked change (what the README tells users
     to anchor)."""
     from focal_guidance.nodes.transfer import FocalAttentionTransfer
-    d = {i.id: i.default for i in FocalAttentionTransfer.define_schema().inputs if getattr(i, "default", None) is not None}
+    d = node_defaults(FocalAttentionTransfer)
     return Setting("shipped defaults", alpha=d["alpha"], beta=d["beta"], gamma=d["gamma"], start=d["start_percent"],
                    end=d["end_percent"], weak=d["weak_blocks"], sources=d["source_blocks"], action_word=True,
                    frame_decay=None, auto_kappa=None)

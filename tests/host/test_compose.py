@@ -153,3 +153,9 @@ def test_idle_settings_return_the_input_model_and_say_why(tiny_models, caplog):
     caplog.clear()
     assert transfer(model, sources="", alpha=0.5, beta=1.0) is model
     assert "alpha 0.5 has no source_blocks" in caplog.text and "beta and gamma need an anchor" in caplog.text
+    caplog.clear()   # the node at its defaults (anchor bias only) without an anchor: idle, and says so
+    from focal_guidance.nodes.transfer import FocalAttentionTransfer
+    defaults = {i.id: i.default for i in FocalAttentionTransfer.define_schema().inputs
+                if getattr(i, "default", None) is not None}
+    assert FocalAttentionTransfer.execute(model=model, **defaults).args[0] is model
+    assert "beta and gamma need an anchor" in caplog.text and "strength is 0" in caplog.text
